@@ -1,0 +1,3 @@
+from lab3.cli import main
+
+raise SystemExit(main())

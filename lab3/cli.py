@@ -1,0 +1,203 @@
+"""The `lab3` command line. Every mistake a user can make ends in one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lab3.errors import UserError
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from lab3.config import MODEL_NAMES, PROFILES
+
+    p = sub.add_parser("train", help="train one ResNet; writes a run folder with history and checkpoints")
+    p.add_argument("--model", choices=MODEL_NAMES, required=True)
+    p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--preprocess", help='host steps, e.g. "tightcrop,equalize"')
+    p.add_argument("--augment", help='"dihedral,affine,color" or "none"')
+    p.add_argument("--optimizer", choices=("sgd", "adamw"))
+    p.add_argument("--schedule", choices=("onecycle", "cosine"))
+    p.add_argument("--class-balance", choices=("none", "weights", "sampler"))
+    p.add_argument("--ema", type=float)
+    p.add_argument("--tta", type=int, help="dihedral views averaged at evaluation (1-8)")
+    p.add_argument("--train-limit", type=int, help="use only this many training images")
+    p.add_argument("--split-mode", choices=("random", "stratified", "subject"))
+    p.add_argument("--amp", choices=("auto", "on", "off"))
+    p.add_argument("--compile", choices=("auto", "on", "off"))
+    p.add_argument("--channels-last", choices=("auto", "on", "off"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run folder (default outputs/runs/<model>-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab3", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate the synthetic default dataset (course layout)")
+    p.add_argument("--out", default="data/synthetic")
+    p.add_argument("--train", type=int)
+    p.add_argument("--valid", type=int)
+    p.add_argument("--test", type=int)
+    p.add_argument("--size", type=int, default=450)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("data", help="inspect a dataset folder")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    s = data_sub.add_parser("summary", help="layout, counts, image sizes; builds or checks the cache")
+    s.add_argument("--data", default="data/synthetic")
+    s.add_argument("--image-size", type=int, default=64)
+    s.add_argument("--preprocess", default="tightcrop")
+
+    _add_train(sub)
+
+    p = sub.add_parser("evaluate", help="the demo: load trained weights, print metrics, save the confusion matrix")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--split", choices=("valid", "test"), default="valid")
+    p.add_argument("--tta", action="store_true", help="average the 8 dihedral views")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    p = sub.add_parser("predict", help="write the Kaggle submission CSV of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--test-csv", help="default: resnet_<depth>_test.csv of the data folder")
+    p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--tta", action="store_true", help="average the 8 dihedral views")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    p = sub.add_parser("score", help="score a submission against the truth (local leaderboard)")
+    p.add_argument("submission")
+    p.add_argument("--truth", required=True)
+
+    p = sub.add_parser("run", help="run the whole workbook (all notebooks) headlessly")
+    p.add_argument("--data", default="data/synthetic")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--models", default="resnet18,resnet50,resnet152")
+    p.add_argument("--out", help="run folder (default outputs/<timestamp>)")
+
+    p = sub.add_parser("report", help="build report.pdf from an executed workbook run")
+    p.add_argument("--run", default="outputs/latest")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as err:
+        print(f"lab3 {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"lab3 {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "synth":
+        return _synth(args)
+    if args.command == "data":
+        from lab3.data.summary import dataset_summary
+
+        print(dataset_summary(args.data, image_size=args.image_size, preprocess=args.preprocess))
+        return 0
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.command == "predict":
+        from lab3.engine.evaluate import predict_submission
+        from lab3.submission import write_submission
+
+        out = Path(args.out)
+        frame = predict_submission(
+            args.checkpoint, args.data, args.test_csv, tta=8 if args.tta else None, device=args.device
+        )
+        write_submission(frame, out)
+        counts = frame["label"].value_counts().sort_index().to_dict()
+        print(f"wrote {out}: {len(frame)} rows, labels {counts}")
+        return 0
+    if args.command == "score":
+        from lab3.metrics import format_metrics
+        from lab3.submission import score
+
+        print(format_metrics(score(args.submission, args.truth)))
+        return 0
+    if args.command == "run":
+        from lab3.workbook import run_workbook
+
+        run_workbook(data=args.data, profile=args.profile, models=args.models.split(","), out=args.out)
+        return 0
+    if args.command == "report":
+        from lab3.report import build_report
+
+        path = build_report(Path(args.run))
+        print(f"report: {path}")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from lab3.data import synthetic
+
+    counts = {
+        "train": args.train if args.train is not None else synthetic.DEFAULT_TRAIN,
+        "valid": args.valid if args.valid is not None else synthetic.DEFAULT_VALID,
+        "test": args.test if args.test is not None else synthetic.DEFAULT_TEST,
+    }
+    meta = synthetic.write_synthetic_dataset(Path(args.out), **counts, size=args.size, seed=args.seed)
+    print(f"wrote {len(meta)} images to {args.out} ({counts['train']}/{counts['valid']}/{counts['test']})")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lab3.config import make_config
+    from lab3.engine.train import fit
+
+    settings = {
+        name: getattr(args, name)
+        for name in (
+            "model", "data", "epochs", "batch_size", "lr", "image_size", "preprocess", "augment",
+            "optimizer", "schedule", "class_balance", "ema", "tta", "train_limit", "split_mode",
+            "amp", "compile", "channels_last", "seed", "out", "device",
+        )
+    }  # fmt: skip
+    config = make_config(args.profile, **settings)
+    result = fit(config, resume=args.resume)
+    print(
+        f"run folder: {result.run_dir}  best valid acc {result.best_valid_acc:.2%} "
+        f"(epoch {result.best_epoch})"
+    )
+    return 130 if result.interrupted else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from lab3.engine.evaluate import evaluate_checkpoint
+    from lab3.metrics import format_metrics
+    from lab3.plots import plot_confusion_matrix
+
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, args.split, tta=8 if args.tta else None, device=args.device
+    )
+    print(f"{result.config.model} on the {args.split} split of {result.config.data}")
+    print(format_metrics(result.metrics))
+    assert result.confusion is not None
+    print("confusion matrix (rows: true, columns: predicted):")
+    print(result.confusion)
+    figure = Path(args.checkpoint).with_name(f"confusion_{args.split}.png")
+    plot_confusion_matrix(
+        result.confusion,
+        result.class_names,
+        path=figure,
+        title=f"{result.config.model} ({args.split}, accuracy {result.metrics['accuracy']:.2%})",
+    )
+    print(f"figure: {figure}")
+    return 0

@@ -1,0 +1,179 @@
+"""`TrainConfig`: the one carrier of settings.
+
+CLI flags, papermill parameters and profiles all become a TrainConfig, saved as ``config.json``
+beside each run. A profile is a named set of defaults; explicit settings override it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lab3.errors import UserError
+
+MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+@dataclass
+class TrainConfig:
+    # what to train, on what, and where the run folder goes
+    model: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
+    data: str = "data/synthetic"  # a dataset folder of any known layout
+    out: str | None = None  # run folder; default outputs/runs/<model>-<timestamp>
+    profile: str = "quick"  # the defaults this config started from (quick | full | tiny)
+    # optimisation
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 0.05  # peak learning rate (reached after warm-up)
+    optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) | adamw
+    weight_decay: float = 5e-4  # not applied to BatchNorm weights and biases
+    schedule: str = "onecycle"  # onecycle | cosine (linear warm-up, then cosine decay)
+    warmup_epochs: float = 1.0  # for the cosine schedule
+    label_smoothing: float = 0.1
+    class_balance: str = "none"  # none | weights (loss weights) | sampler (balanced sampler)
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    zero_init_residual: bool = True  # last BN of each block starts at 0: blocks start as identity
+    # data
+    image_size: int = 64  # working resolution (pixels a side)
+    preprocess: str = "tightcrop"  # host steps before the cache, e.g. "tightcrop,equalize"
+    augment: str = "dihedral,affine,color"  # device augmentation; "none" for none
+    split_mode: str = "stratified"  # for layouts without a split (C-NMC): random | stratified | subject
+    train_limit: int = 0  # use only this many training images (0 = all); for quick ablations
+    tta: int = 1  # dihedral views averaged at evaluation (1 = none, 8 = all)
+    # execution
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    channels_last: str = "auto"  # auto (on for CUDA) | on | off
+    compile: str = "auto"  # auto (on for CUDA) | on | off
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    workers: int = 0  # processes decoding the cache; 0 = all cores
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def save(self, path: str | Path) -> None:
+        from lab3.fileio import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    # resolved execution settings -------------------------------------------------------------
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu")
+        return torch.device(self.device)
+
+    def _switch(self, value: str, name: str) -> bool:
+        if value not in ("auto", "on", "off", "bf16"):
+            raise UserError(f"{name} must be auto, on or off, not {value!r}")
+        if value == "auto":
+            return self.resolved_device().type == "cuda"
+        return value in ("on", "bf16")
+
+    def use_amp(self) -> bool:
+        return self._switch(self.amp, "amp")
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast where amp is on (no loss scaling needed), else a no-op."""
+        if not self.use_amp():
+            return contextlib.nullcontext()
+        return torch.autocast(self.resolved_device().type, dtype=torch.bfloat16)
+
+    def use_channels_last(self) -> bool:
+        return self._switch(self.channels_last, "channels_last")
+
+    def use_compile(self) -> bool:
+        return self._switch(self.compile, "compile")
+
+
+# Profiles: defaults per purpose; `epochs` may be a per-model table (deeper nets cost more per epoch).
+PROFILES: dict[str, dict[str, Any]] = {
+    # The CPU demo on the synthetic default: each depth trains in a few minutes on 2 cores.
+    "quick": {
+        "epochs": {"resnet18": 8, "resnet34": 6, "resnet50": 5, "resnet101": 4, "resnet152": 4},
+        "batch_size": 32,
+        "lr": 0.05,
+        "image_size": 48,
+        "preprocess": "tightcrop",
+        "augment": "dihedral,affine,color",
+        "tta": 8,
+    },
+    # The GPU recipe for the real course data (one H100: minutes per depth).
+    "full": {
+        "epochs": {"resnet18": 40, "resnet34": 40, "resnet50": 40, "resnet101": 35, "resnet152": 35},
+        "batch_size": 128,
+        "lr": 0.2,
+        "weight_decay": 5e-5,
+        "image_size": 224,
+        "preprocess": "tightcrop",
+        "augment": "dihedral,affine,color",
+        "ema": 0.999,
+        "tta": 8,
+    },
+    # For tests: seconds per run.
+    "tiny": {
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 0.05,
+        "image_size": 32,
+        "train_limit": 64,
+        "tta": 2,
+        "workers": 1,
+    },
+}
+
+
+def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a profile, with explicit settings (not None) on top."""
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise UserError(f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}")
+    model = overrides.get("model", TrainConfig.model)
+    if model not in MODEL_NAMES:
+        raise UserError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    values = dict(PROFILES[profile])
+    if isinstance(values.get("epochs"), dict):
+        values["epochs"] = values["epochs"][model]
+    values.update(overrides)
+    values["profile"] = profile
+    config = TrainConfig(**values)
+    _validate(config)
+    return config
+
+
+def _validate(config: TrainConfig) -> None:
+    choices = {
+        "optimizer": ("sgd", "adamw"),
+        "schedule": ("onecycle", "cosine"),
+        "class_balance": ("none", "weights", "sampler"),
+        "split_mode": ("random", "stratified", "subject"),
+        "device": ("auto", "cpu", "cuda"),
+    }
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise UserError(f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}")
+    for name in ("epochs", "batch_size", "image_size", "tta"):
+        if int(getattr(config, name)) < 1:
+            raise UserError(f"{name} must be at least 1, not {getattr(config, name)}")
+    if not 1 <= config.tta <= 8:
+        raise UserError(f"tta must be between 1 and 8 dihedral views, not {config.tta}")

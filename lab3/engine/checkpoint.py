@@ -1,0 +1,74 @@
+"""Checkpoints: written atomically, loaded with `weights_only=True`, checked against the model.
+
+A checkpoint is a dict ``{model, optimizer, lr_scheduler, scaler, epoch, config, history, rng,
+arch, num_classes, in_channels, class_names}`` of tensors and plain Python values only, so it
+loads without unpickling arbitrary objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lab3.config import TrainConfig
+from lab3.errors import UserError
+from lab3.fileio import atomic_path
+from lab3.models import build_model
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("checkpoint not found; pass the best.pt or last.pt of a training run", path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"not a readable lab3 checkpoint ({first[:120]})", path) from None
+    if not isinstance(state, dict) or "model" not in state or "arch" not in state:
+        raise UserError("not a lab3 checkpoint (no model weights and architecture in it)", path)
+    return state
+
+
+def model_from_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """Rebuild the model a checkpoint was trained as and load its weights."""
+    state = read_checkpoint(path)
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(
+        state["arch"], num_classes=state["num_classes"], in_channels=state["in_channels"]
+    )
+    # Evaluate the weight average when the run kept one: that is what its accuracy was measured on.
+    load_weights(model, state, path, key="ema" if state.get("ema") is not None else "model")
+    return model.to(device).eval(), config, state
+
+
+def load_weights(
+    model: nn.Module, state: dict[str, Any], path: str | Path, key: str = "model"
+) -> None:
+    """Load weights, naming both architectures when they do not fit."""
+    arch = getattr(model, "arch", type(model).__name__)
+    classes = getattr(model, "num_classes", None)
+    if state.get("arch") != arch or (classes is not None and state.get("num_classes") != classes):
+        raise UserError(
+            f"checkpoint holds {state.get('arch')} with {state.get('num_classes')} classes, "
+            f"but the model is {arch} with {classes} classes; pick the matching checkpoint "
+            "or --model",
+            path,
+        )
+    weights = {k.removeprefix("_orig_mod."): v for k, v in state[key].items()}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise UserError(
+            f"weights do not fit {arch} ({str(err).splitlines()[0][:120]})", path
+        ) from None

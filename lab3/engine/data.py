@@ -1,0 +1,70 @@
+"""From a TrainConfig to loaders: layout -> cache -> per-split device loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lab3.config import TrainConfig
+from lab3.data.cache import ImageCache, load_or_build
+from lab3.data.layouts import Layout, load_layout
+from lab3.data.loader import DeviceLoader
+from lab3.data.preprocess import Augment, Pipeline
+
+GPU_CACHE_FRACTION = 0.3  # hold the whole cache on the GPU when it takes at most this much memory
+
+
+@dataclass
+class PreparedData:
+    config: TrainConfig
+    layout: Layout
+    pipeline: Pipeline
+    cache: ImageCache
+    images: np.ndarray | torch.Tensor  # the cache, on the device when it fits there
+    labels: np.ndarray
+    device: torch.device
+
+    def rows(self, split: str) -> np.ndarray:
+        rows = np.flatnonzero((self.layout.table["split"] == split).to_numpy())
+        if split == "train" and self.config.train_limit:
+            rng = np.random.default_rng(self.config.seed)
+            rows = np.sort(rng.permutation(rows)[: self.config.train_limit])
+        return rows
+
+    def has_labels(self, split: str) -> bool:
+        rows = self.rows(split)
+        return len(rows) > 0 and bool((self.labels[rows] >= 0).all())
+
+    def loader(self, split: str, train: bool = False, batch_size: int | None = None) -> DeviceLoader:
+        config = self.config
+        return DeviceLoader(
+            self.images,
+            self.labels,
+            self.rows(split),
+            batch_size=batch_size or (config.batch_size if train else config.batch_size * 2),
+            device=self.device,
+            mean=self.cache.mean,
+            std=self.cache.std,
+            augment=Augment.parse(config.augment) if train else None,
+            shuffle=train,
+            balanced=train and config.class_balance == "sampler",
+            drop_last=train and len(self.rows(split)) > config.batch_size,
+            seed=config.seed,
+            channels_last=config.use_channels_last(),
+        )
+
+
+def prepare_data(config: TrainConfig, progress: bool = True) -> PreparedData:
+    layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
+    pipeline = Pipeline.for_config(config.preprocess, config.image_size)
+    cache = load_or_build(layout, pipeline, workers=config.workers or None, progress=progress)
+    device = config.resolved_device()
+    images: np.ndarray | torch.Tensor = cache.images
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if cache.images.nbytes < GPU_CACHE_FRACTION * free:
+            images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(device)
+    labels = layout.table["label"].to_numpy(dtype=np.int64)
+    return PreparedData(config, layout, pipeline, cache, images, labels, device)

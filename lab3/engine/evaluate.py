@@ -1,0 +1,167 @@
+"""Prediction (with dihedral test-time augmentation) and evaluation of a trained model."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from lab3.config import TrainConfig
+from lab3.data.loader import DeviceLoader
+from lab3.data.preprocess import dihedral_views
+from lab3.engine.checkpoint import model_from_checkpoint
+from lab3.engine.data import prepare_data
+from lab3.errors import UserError
+from lab3.metrics import classification_metrics
+from lab3.submission import build_submission, read_test_ids
+
+
+@dataclass
+class Predictions:
+    probs: np.ndarray  # N x classes, averaged over the TTA views
+    labels: np.ndarray  # -1 where unknown
+    rows: np.ndarray  # rows of the layout table, aligned with probs
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: DeviceLoader,
+    tta: int = 1,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> Predictions:
+    """Class probabilities for every image of the loader, averaged over `tta` dihedral views."""
+    model.eval()
+    autocast = autocast or contextlib.nullcontext()
+    probs, labels, rows = [], [], []
+    for images, batch_labels, batch_rows in loader:
+        total = None
+        for view in dihedral_views(images, tta):
+            with autocast:
+                p = torch.softmax(model(view).float(), dim=1)
+            total = p if total is None else total + p
+        assert total is not None
+        probs.append((total / tta).cpu())
+        labels.append(batch_labels.cpu())
+        rows.append(batch_rows)
+    order = np.argsort(np.concatenate(rows)) if rows else np.array([], dtype=np.int64)
+    return Predictions(
+        probs=torch.cat(probs).numpy()[order] if probs else np.zeros((0, 0)),
+        labels=torch.cat(labels).numpy()[order] if labels else np.zeros(0, dtype=np.int64),
+        rows=np.concatenate(rows)[order] if rows else np.zeros(0, dtype=np.int64),
+    )
+
+
+def evaluate_loader(
+    model: nn.Module,
+    loader: DeviceLoader,
+    autocast: contextlib.AbstractContextManager | None = None,
+    tta: int = 1,
+) -> dict[str, float]:
+    """Mean cross-entropy (no label smoothing) and accuracy on a labelled split."""
+    result = predict(model, loader, tta, autocast)
+    if len(result.labels) == 0:
+        return {"loss": float("nan"), "accuracy": float("nan")}
+    picked = result.probs[np.arange(len(result.labels)), result.labels]
+    loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return {"loss": loss, "accuracy": float((result.predicted == result.labels).mean())}
+
+
+@dataclass
+class Evaluation:
+    """What `lab3 evaluate` shows: the metrics of one checkpoint on one split."""
+
+    checkpoint: Path
+    split: str
+    config: TrainConfig
+    class_names: list[str]
+    predictions: Predictions
+    metrics: dict[str, float] = field(default_factory=dict)
+    confusion: np.ndarray | None = None
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "valid",
+    tta: int | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> Evaluation:
+    """The lab's demo: load trained weights, predict a split, compute the metrics."""
+    _, saved, _ = model_from_checkpoint(checkpoint)
+    config = TrainConfig.from_dict({**saved.to_dict(), "device": device})
+    if data is not None:
+        config.data = str(data)
+    prepared = prepare_data(config, progress=progress)
+    model, _, state = model_from_checkpoint(checkpoint, prepared.device)
+    if state["num_classes"] != prepared.layout.num_classes:
+        raise UserError(
+            f"checkpoint has {state['num_classes']} classes, the data in {config.data} has "
+            f"{prepared.layout.num_classes}; evaluate it on the dataset it was trained for",
+            checkpoint,
+        )
+    if not prepared.has_labels(split):
+        raise UserError(
+            f"the {split} split of {config.data} has no labels to evaluate against; "
+            "use --split valid (or provide test_labels.csv)",
+            checkpoint,
+        )
+    views = tta if tta is not None else 1
+    result = predict(model, prepared.loader(split), views, config.autocast())
+    metrics, confusion = classification_metrics(
+        result.labels, result.probs, num_classes=prepared.layout.num_classes
+    )
+    metrics["tta_views"] = views
+    return Evaluation(
+        Path(checkpoint), split, config, list(state["class_names"]), result, metrics, confusion
+    )
+
+
+def default_test_csv(test_csvs: dict[str, Path], arch: str, data: str) -> Path:
+    """The test CSV named for the checkpoint's depth, else the one present."""
+    if arch in test_csvs:
+        return test_csvs[arch]
+    if test_csvs:
+        return next(iter(test_csvs.values()))
+    raise UserError("no resnet_*_test.csv in the data folder; pass --test-csv FILE", data)
+
+
+def predict_submission(
+    checkpoint: str | Path,
+    data: str | None = None,
+    test_csv: str | Path | None = None,
+    tta: int | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The Kaggle CSV for one checkpoint: `ID,label` in the test CSV's order, validated."""
+    _, saved, state = model_from_checkpoint(checkpoint)
+    config = TrainConfig.from_dict({**saved.to_dict(), "device": device})
+    if data is not None:
+        config.data = str(data)
+    prepared = prepare_data(config, progress=progress)
+    csv = Path(test_csv) if test_csv else default_test_csv(prepared.layout.test_csvs, state["arch"], config.data)
+    ids = read_test_ids(csv)
+    model, _, _ = model_from_checkpoint(checkpoint, prepared.device)
+    views = tta if tta is not None else config.tta
+    result = predict(model, prepared.loader("test"), views, config.autocast())
+    known = prepared.layout.table["id"].to_numpy()[result.rows]
+    predictions = dict(zip(known.tolist(), result.predicted.tolist(), strict=True))
+    unknown = [i for i in ids if i not in predictions]
+    if unknown:
+        raise UserError(
+            f"{len(unknown)} IDs (first: {unknown[0]}) are not test images of {config.data}; "
+            "pass the test CSV of that dataset",
+            csv,
+        )
+    return build_submission(ids, predictions, prepared.layout.num_classes)

@@ -1,0 +1,64 @@
+"""Classification metrics through scikit-learn, in one flat dict per evaluation.
+
+Weighted F1 is C-NMC 2019's official score; quadratic Cohen's kappa is the retinopathy edition's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def classification_metrics(
+    labels: np.ndarray, probs: np.ndarray, num_classes: int
+) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics of predicted probabilities (N x classes) against labels; returns (metrics, confusion)."""
+    return metrics_from_predictions(labels, probs.argmax(1), num_classes, probs)
+
+
+def metrics_from_predictions(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    num_classes: int,
+    probs: np.ndarray | None = None,
+) -> tuple[dict[str, float], np.ndarray]:
+    classes = list(range(num_classes))
+    labels = np.asarray(labels)
+    predicted = np.asarray(predicted)
+    confusion = skm.confusion_matrix(labels, predicted, labels=classes)
+    out: dict[str, float] = {
+        "n": int(len(labels)),
+        "accuracy": float(skm.accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, predicted)),
+        "weighted_f1": float(skm.f1_score(labels, predicted, average="weighted", labels=classes, zero_division=0)),
+        "macro_f1": float(skm.f1_score(labels, predicted, average="macro", labels=classes, zero_division=0)),
+    }
+    if num_classes == 2:
+        tn, fp, fn, tp = confusion.ravel()
+        out["sensitivity"] = float(tp / (tp + fn)) if tp + fn else float("nan")
+        out["specificity"] = float(tn / (tn + fp)) if tn + fp else float("nan")
+        out["precision"] = float(tp / (tp + fp)) if tp + fp else float("nan")
+        out["recall"] = out["sensitivity"]
+        out["f1"] = float(skm.f1_score(labels, predicted, zero_division=0))
+        out["kappa"] = float(skm.cohen_kappa_score(labels, predicted))
+    else:
+        out["kappa_quadratic"] = float(skm.cohen_kappa_score(labels, predicted, weights="quadratic"))
+    if probs is not None and len(np.unique(labels)) == num_classes:
+        if num_classes == 2:
+            out["roc_auc"] = float(skm.roc_auc_score(labels, probs[:, 1]))
+        else:
+            out["roc_auc"] = float(skm.roc_auc_score(labels, probs, multi_class="ovr", labels=classes))
+    return out, confusion
+
+
+def normalize_confusion(confusion: np.ndarray) -> np.ndarray:
+    """Row-normalised confusion matrix: each true class sums to 1."""
+    totals = confusion.sum(axis=1, keepdims=True)
+    return np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=float), where=totals > 0)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    lines = []
+    for name, value in metrics.items():
+        lines.append(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    return "\n".join(lines)
