@@ -9,7 +9,6 @@ PROFILE ?= quick
 
 $(BIN)/lab3: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lab3)"
 	touch $(BIN)/lab3

@@ -504,7 +504,7 @@ def plot_confusion_matrices(
     """One confusion-matrix panel per model, side by side, for the report's comparison."""
     if not cms:
         return _finish(_message_figure("no confusion matrices", title), path)
-    fig, axes = plt.subplots(1, len(cms), figsize=(4.0 * len(cms), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(cms), figsize=(3.4 * len(cms), 3.5), squeeze=False)
     for ax, (name, cm) in zip(axes.flat, cms.items(), strict=True):
         _draw_confusion(ax, cm, class_names, normalize, pretty_model_name(name))
     for ax in axes.flat[1:]:
@@ -544,9 +544,7 @@ def plot_metric_bars(
     keys = [x] + ([hue] if hue else [])
     grouped = data.groupby(keys, sort=False, dropna=False)[y].agg(["mean", "std", "count"])
 
-    fig, ax = plt.subplots(
-        figsize=(max(5.0, 1.2 * len(x_order) * max(1, len(hue_order)) * 0.6 + 2), 4.0)
-    )
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(x_order) * len(hue_order) + 2), 3.6))
     width = 0.8 / len(hue_order)
     positions = np.arange(len(x_order))
     for i, h in enumerate(hue_order):

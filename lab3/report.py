@@ -83,7 +83,7 @@ img { max-width: 100%; height: auto; }
 .output_area, .output_png, .output_jpeg, .output_svg, table, figure {
   break-inside: avoid; page-break-inside: avoid;
 }
-table { border-collapse: collapse; margin: 0.6em auto; font-size: 9pt; }
+table { border-collapse: collapse; border: none; margin: 0.6em auto; font-size: 9pt; }
 th, td { padding: 2px 9px; border: none; border-bottom: 1px solid #dcdcdc; text-align: right; }
 thead th { border-bottom: 1.5px solid #1f1f1f; text-align: right; }
 tbody th { text-align: left; font-weight: 600; }
@@ -190,11 +190,10 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
             if kept is not None:
                 by_section[tag].append(kept)
 
+    # One HTML block without blank lines, or markdown closes the <div> before its content.
     title = (
-        '<div class="report-title">\n\n'
-        f"<h1>{html.escape(REPORT_TITLE)}</h1>\n\n"
-        f"<p>Run <code>{html.escape(run_dir.resolve().name)}</code> · "
-        f"{_run_date(notebooks)}</p>\n\n"
+        f'<div class="report-title"><h1>{html.escape(REPORT_TITLE)}</h1>'
+        f"<p>Run <code>{html.escape(run_dir.resolve().name)}</code> · {_run_date(notebooks)}</p>"
         "</div>"
     )
     cells = [nbformat.v4.new_markdown_cell(title)]

@@ -245,9 +245,9 @@ def assign_splits(
         out = {}
         for rank, idx in enumerate(order):
             before = cum[rank] - sizes[rank] / sizes.sum()
-            if before < test_fraction:
+            if before + 1e-9 < test_fraction:
                 out[int(idx)] = "test"
-            elif before < test_fraction + valid_fraction:
+            elif before + 1e-9 < test_fraction + valid_fraction:
                 out[int(idx)] = "valid"
             else:
                 out[int(idx)] = "train"

@@ -496,9 +496,11 @@ def cell_features(img: np.ndarray) -> np.ndarray:
     nucleus = float((lum[mask] < threshold).mean()) if area else 0.0
     mean_rgb = rgb[core].mean(axis=0) if core.any() else np.zeros(3)
     energies = []
-    im = Image.fromarray(lum.astype(np.float32))
-    blurred = [np.asarray(im.filter(ImageFilter.GaussianBlur(s))) for s in (0.0, 1.5, 4.0, 10.0)]
-    blurred[0] = lum
+    im = Image.fromarray(img)
+    blurred = [lum] + [
+        np.asarray(im.filter(ImageFilter.GaussianBlur(s)), dtype=np.float32).mean(axis=2)
+        for s in (1.5, 4.0, 10.0)
+    ]
     for fine, coarse in zip(blurred[:-1], blurred[1:], strict=True):
         energies.append(float((fine - coarse)[core].std()) if core.any() else 0.0)
     return np.array(
