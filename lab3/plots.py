@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -66,8 +67,13 @@ def _styled(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        # The first figure of a Jupyter session resolves the backend, and the inline backend turns
+        # interactive mode on; rc_context would restore the old "off" and stop inline display.
         with plt.rc_context(_STYLE):
-            return func(*args, **kwargs)
+            fig = func(*args, **kwargs)
+            interactive = matplotlib.is_interactive()
+        matplotlib.interactive(interactive)
+        return fig
 
     return wrapper  # type: ignore[return-value]
 
@@ -135,7 +141,9 @@ def _class_color(name: str, order: Sequence[str]) -> str:
     return CLASS_COLORS[list(order).index(name) % len(CLASS_COLORS)]
 
 
-def _message_figure(message: str, title: str | None = None, figsize=(6.0, 2.0)) -> Figure:
+def _message_figure(
+    message: str, title: str | None = None, figsize: tuple[float, float] = (6.0, 2.0)
+) -> Figure:
     fig, ax = plt.subplots(figsize=figsize)
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#555555")

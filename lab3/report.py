@@ -8,9 +8,11 @@ produced during the run. Code is hidden; markdown and outputs are kept. The resu
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import html
+import mimetypes
 import os
 import re
 import shutil
@@ -18,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -214,8 +217,14 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
     return report
 
 
-def render_html(report: NotebookNode, notebooks_dir: str | Path) -> str:
-    """A standalone, print-ready HTML page: code hidden, images embedded, no network needed."""
+def render_html(
+    report: NotebookNode, notebooks_dir: str | Path, root: str | Path | None = None
+) -> str:
+    """A standalone, print-ready HTML page: code hidden, images embedded, no network needed.
+
+    Relative image links in markdown (``![](../figures/acc.png)``) are read relative to
+    `notebooks_dir`, from anywhere under `root` (default: the run folder above it).
+    """
     from nbconvert import HTMLExporter  # slow import; only the report needs it
 
     exporter = HTMLExporter(
@@ -229,6 +238,8 @@ def render_html(report: NotebookNode, notebooks_dir: str | Path) -> str:
     # Markdown images are resolved (and embedded) relative to the notebooks' own folder.
     resources = {"metadata": {"path": str(notebooks_dir)}}
     body, _resources = exporter.from_notebook_node(report, resources=resources)
+    # nbconvert embeds only files below the notebooks' folder; the run's figures/ sits beside it.
+    body = _embed_local_images(body, Path(notebooks_dir), Path(root or Path(notebooks_dir).parent))
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -236,6 +247,31 @@ def render_html(report: NotebookNode, notebooks_dir: str | Path) -> str:
         f"<style>{REPORT_CSS}</style>\n</head>\n"
         f'<body>\n<main class="report">\n{body}\n</main>\n</body>\n</html>\n'
     )
+
+
+_IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=)(["\'])(.*?)\2', re.IGNORECASE | re.DOTALL)
+
+
+def _embed_local_images(body: str, base: Path, root: Path) -> str:
+    """Inline images that still point at local files, so the HTML and PDF stand alone."""
+    root = root.resolve()
+
+    def inline(match: re.Match[str]) -> str:
+        src = html.unescape(match.group(3))
+        if re.match(r"^[a-z][a-z0-9+.-]*:", src, re.IGNORECASE) or src.startswith("/"):
+            return match.group(0)  # data:, http:, file: and absolute paths stay as they are
+        path = (base / urllib.parse.unquote(src.split("#")[0].split("?")[0])).resolve()
+        mime, _ = mimetypes.guess_type(path.name)
+        if (
+            not path.is_relative_to(root)
+            or not path.is_file()
+            or not (mime or "").startswith("image/")
+        ):
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"{match.group(1)}{match.group(2)}data:{mime};base64,{data}{match.group(2)}"
+
+    return _IMG_SRC.sub(inline, body)
 
 
 def find_chromium() -> str | None:

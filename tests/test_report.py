@@ -20,10 +20,10 @@ from lab3.errors import UserError  # noqa: E402
 HEADINGS = [heading for _tag, heading in report.REPORT_SECTIONS]
 
 
-def _png_base64() -> str:
+def _png_base64(title: str = "accuracy") -> str:
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([1, 2, 3], [0.6, 0.8, 0.9], label="valid")
-    ax.set_title("accuracy")
+    ax.set_title(title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=60)
     plt.close(fig)
@@ -40,6 +40,8 @@ def make_run(root, with_discussion: bool = False):
     run = root / "run-2026-11-23"
     notebooks = run / "notebooks"
     notebooks.mkdir(parents=True)
+    (run / "figures").mkdir()
+    (run / "figures" / "crop.png").write_bytes(base64.b64decode(_png_base64("crop")))
     injected = _tagged(
         new_code_cell(
             "# Parameters\nSECRET_INJECTED = 1\n",
@@ -55,7 +57,7 @@ def make_run(root, with_discussion: bool = False):
             new_markdown_cell("# Data exploration (not in the report)"),
             _tagged(new_markdown_cell("Leukemia cells, *two classes*."), "report:introduction"),
             _tagged(
-                new_markdown_cell("We crop the black background."),
+                new_markdown_cell("We crop the black background.\n\n![crop](../figures/crop.png)"),
                 "report:preprocessing",
             ),
         ]
@@ -130,7 +132,8 @@ def test_html_has_sections_in_order_and_embedded_image(tmp_path, monkeypatch):
     assert "SECRET_INJECTED" not in page and "PROGRESS_BAR_NOISE" not in page
     assert "show_results()" not in page  # code inputs hidden
     assert "Highest test accuracy: <strong>93.1 %</strong>" in page
-    assert "data:image/png;base64," in page
+    assert page.count("data:image/png;base64,") == 2  # the output and the markdown figure
+    assert "../figures/crop.png" not in page
     assert report.NO_CONTENT in page
     assert "2026-11-23" in page
     assert not (run / "report.pdf").exists()
@@ -164,7 +167,7 @@ def test_pdf_has_sections_in_order_and_an_image(tmp_path, monkeypatch):
     assert _in_order(text, HEADINGS), text[:2000]
     assert "Deeper is not always better" in text and report.NO_CONTENT not in text
     assert "SECRET_INJECTED" not in text
-    assert sum(len(page.images) for page in reader.pages) >= 1
+    assert sum(len(page.images) for page in reader.pages) >= 2
     width, height = float(reader.pages[0].mediabox.width), float(reader.pages[0].mediabox.height)
     assert abs(width - 595) < 3 and abs(height - 842) < 3  # A4 from the CSS @page rule
     assert not list(run.glob(".*.tmp"))  # no temp files left by the atomic writes
