@@ -245,7 +245,7 @@ class Augment:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         params = self.draw(images.shape[0], generator)
-        return apply_augmentation(images, {k: v.to(images.device) for k, v in params.items()})
+        return apply_augmentation(images, params)
 
 
 def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -264,33 +264,39 @@ def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def apply_augmentation(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Apply parameters drawn by `Augment.draw` (on the CPU: the branch decisions below are made
+    there, so a CUDA batch needs no host synchronisation)."""
     n, c = images.shape[:2]
-    exact = bool((params["angle"] == 0).all() and (params["scale"] == 1).all() and (params["shift"] == 0).all())
+    exact = bool(
+        (params["angle"] == 0).all() and (params["scale"] == 1).all() and (params["shift"] == 0).all()
+    )
     if exact:
         images = dihedral_batch(images, params["quarter"], params["flip"])
     else:
-        theta = affine_matrices(params).to(images.dtype)
+        theta = affine_matrices(params).to(device=images.device, dtype=images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     gain = params["gain"][:, :c] if c == 3 else params["gain"][:, :1]
-    factor = (gain * params["brightness"][:, None]).to(images.dtype)
+    factor = gain * params["brightness"][:, None]
     if not bool((factor == 1).all()):
+        factor = factor.to(device=images.device, dtype=images.dtype)
         images = (images * factor[:, :, None, None]).clamp_(0, 1)
     return images
 
 
 def dihedral_batch(images: torch.Tensor, quarter: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Exact (lossless) dihedral transform with a different element per image."""
+    """Exact (lossless) dihedral transform with a different element per image (CPU parameters)."""
     out = images.clone()
     for q in range(4):
         for f in (False, True):
-            sel = (quarter == q) & (flip == f)
-            if not bool(sel.any()):
+            sel = torch.nonzero((quarter == q) & (flip == f)).flatten()
+            if len(sel) == 0:
                 continue
-            x = images[sel]
+            index = sel.to(images.device)
+            x = images.index_select(0, index)
             if f:
                 x = torch.flip(x, dims=(3,))
-            out[sel] = torch.rot90(x, k=q, dims=(2, 3))
+            out.index_copy_(0, index, torch.rot90(x, k=q, dims=(2, 3)))
     return out
 
 

@@ -68,7 +68,7 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
     def last_bn(self) -> nn.BatchNorm2d:
-        """The BatchNorm whose gamma ``zero_init_residual`` zeroes (the block starts as identity)."""
+        """The BatchNorm that ``zero_init_residual`` zeroes, so the block starts as identity."""
         return self.bn2
 
 
@@ -100,7 +100,7 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
     def last_bn(self) -> nn.BatchNorm2d:
-        """The BatchNorm whose gamma ``zero_init_residual`` zeroes (the block starts as identity)."""
+        """The BatchNorm that ``zero_init_residual`` zeroes, so the block starts as identity."""
         return self.bn3
 
 
