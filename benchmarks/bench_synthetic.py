@@ -206,7 +206,7 @@ def cnn_check(out: Path, meta, args: argparse.Namespace) -> list[dict]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train = (meta["split"] == "train").to_numpy()
-    labels = torch.as_tensor(meta["label"].to_numpy())
+    labels = torch.tensor(meta["label"].to_numpy())
     rows = []
     for mode, size in (("full", 224), ("crop", 224), ("full", 112), ("crop", 112)):
         tasks = [(str(out / p), mode, size) for p in meta["path"]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +94,26 @@ def pct(value: float | None, digits: int = 1) -> str:
     if value is None or not np.isfinite(value):
         return "n/a"
     return f"{100 * value:.{digits}f} %"
+
+
+def style_table(
+    frame: pd.DataFrame,
+    percent: Sequence[str] = (),
+    decimals: Mapping[str, int] | None = None,
+    scientific: Sequence[str] = (),
+) -> Any:
+    """A pandas Styler with percentages as '93.1 %', fixed decimals (with thousands separators)
+    and scientific notation where asked, so notebooks and the report show the same tidy table;
+    missing values read as an en dash."""
+    numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
+    formats: dict[str, Any] = {c: pct for c in percent if c in numeric}
+    for column, digits in (decimals or {}).items():
+        if column in numeric:
+            formats[column] = f"{{:,.{digits}f}}"
+    for column in scientific:
+        if column in numeric:
+            formats[column] = "{:.1e}"
+    return frame.style.format(formats, na_rep="–").hide(axis="index", names=True)
 
 
 # ---------------------------------------------------------------------------- 01 data exploration
@@ -250,6 +270,19 @@ def preprocessing_steps(image: np.ndarray, image_size: int) -> tuple[list[np.nda
     return [p for p, _ in panels], [t for _, t in panels]
 
 
+def preprocessing_panels(
+    images: Sequence[np.ndarray], image_size: int
+) -> tuple[list[np.ndarray], list[str]]:
+    """`preprocessing_steps` of several images, one row of panels each."""
+    panels: list[np.ndarray] = []
+    titles: list[str] = []
+    for image in images:
+        steps, names = preprocessing_steps(image, image_size)
+        panels += steps
+        titles += names
+    return panels, titles
+
+
 def augmentation_views(
     image: np.ndarray,
     image_size: int,
@@ -399,6 +432,7 @@ def run_ablation(
                     "valid_acc": evaluation.metrics["accuracy"],
                     "balanced_acc": evaluation.metrics["balanced_accuracy"],
                     "roc_auc": evaluation.metrics.get("roc_auc", float("nan")),
+                    "valid_images": int(evaluation.metrics["n"]),
                     "best_epoch": result.best_epoch,
                     "epochs": config.epochs,
                     "train_images": config.train_limit or None,
@@ -434,7 +468,65 @@ def ablation_summary(ablation: pd.DataFrame) -> dict[str, Any]:
         "gains": {str(k): float(v - baseline) for k, v in by_variant.iloc[1:].items()},
         "tta_gain": tta_gain if ablation["views"].nunique() > 1 else float("nan"),
         "tta_views": int(ablation["views"].max()),
+        "tied": bool(np.isclose(ablation["valid_acc"].max(), ablation["valid_acc"].min())),
     }
+
+
+def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: validation accuracy per number of TTA views, side by side."""
+    wide = ablation.pivot_table(index="variant", columns="tta", values="valid_acc", sort=False)
+    wide.columns = [f"valid acc, {c}" for c in wide.columns]
+    first = ablation.drop_duplicates("variant").set_index("variant")
+    out = pd.concat(
+        [first[["preprocess", "best_epoch", "epochs"]].rename(columns={"best_epoch": "best epoch"}),
+         wide],
+        axis=1,
+    )  # fmt: skip
+    out["train s"] = first["train_seconds"]
+    return out
+
+
+def ablation_description(ablation: pd.DataFrame, model: str = "resnet18") -> str:
+    """What the ablation trained, in numbers from its own table."""
+    first = ablation.iloc[0]
+    limit = first.get("train_images")
+    images = (
+        f"{int(limit):,} training images" if pd.notna(limit) and limit else "all training images"
+    )
+    views = " and ".join(str(v) for v in sorted(ablation["views"].unique()))
+    return (
+        f"{pretty_model_name(model)} is trained once per preprocessing variant, "
+        f"{int(first['epochs'])} epochs on {images} with otherwise identical settings; the best "
+        f"checkpoint of each is evaluated on the {int(first['valid_images']):,} validation "
+        f"images with {views} views."
+    )
+
+
+def ablation_findings(ablation: pd.DataFrame) -> str:
+    """The ablation's result in two sentences, with the noise level to read it against."""
+    found = ablation_summary(ablation)
+    n = int(ablation["valid_images"].iloc[0])
+    se = standard_error(found["best_acc"], n)
+    if found["tied"]:
+        text = f"Every variant reached the same validation accuracy, {pct(found['best_acc'])}."
+    else:
+        text = (
+            f"Best: **{found['best_variant']}** with {found['best_tta']}, "
+            f"{pct(found['best_acc'])} validation accuracy."
+        )
+    if found["gains"] and not found["tied"]:
+        gains = ", ".join(f"{k} {100 * v:+.1f}" for k, v in found["gains"].items())
+        text += f" Change against {found['baseline_variant']} (single view), in points: {gains}."
+    if np.isfinite(found["tta_gain"]) and not found["tied"]:
+        text += (
+            f" {found['tta_views']}-view TTA changes accuracy by {100 * found['tta_gain']:+.1f} "
+            "points on average."
+        )
+    text += (
+        f" With {n:,} validation images one standard error is about {100 * se:.1f} points, "
+        "so smaller differences are noise."
+    )
+    return text
 
 
 # ---------------------------------------------------------------------------- 03 model tables
@@ -550,6 +642,38 @@ def compare_with_reference(
             }
         )
     return pd.DataFrame(rows)
+
+
+def cost_text(costs: pd.DataFrame) -> str:
+    """How much more the deepest model of a cost table costs than the smallest."""
+    small, large = costs.index[0], costs.index[-1]
+    if small == large:
+        return f"{small} has {costs.loc[small, 'params (M)']:.2f} M parameters."
+    params = costs.loc[large, "params (M)"] / costs.loc[small, "params (M)"]
+    macs = costs.loc[large, "GMACs @ 224 px"] / costs.loc[small, "GMACs @ 224 px"]
+    return (
+        f"{large} has {params:.1f}x the parameters of {small} and needs {macs:.1f}x its "
+        "multiply-accumulates per image."
+    )
+
+
+def equivalence_text(checks: pd.DataFrame) -> str:
+    """The verdict of `compare_with_reference` rows, in one sentence."""
+    names = ", ".join(dict.fromkeys(checks["model"]))
+    tensors = ", ".join(str(t) for t in dict.fromkeys(checks["tensors loaded"]))
+    worst = float(checks["max abs diff"].max())
+    agree = "are identical" if worst == 0 else f"agree to within {worst:.1e}"
+    same_params = bool((checks["params (ours)"] == checks["params (reference)"]).all())
+    verdict = (
+        "**the models are the published architectures**."
+        if checks["equal"].all() and same_params
+        else "**but they differ: see the table**."
+    )
+    return (
+        f"torchvision's weights load into {names} with `strict=True` ({tensors} tensors, "
+        f"{'the same' if same_params else 'different'} parameter counts) and the outputs "
+        f"{agree} at every input size: {verdict}"
+    )
 
 
 # ------------------------------------------------------------------------- 05 evaluation
@@ -739,8 +863,13 @@ def pick_misclassified(
         "true_labels": predictions.labels[chosen].tolist(),
         "pred_labels": predicted[chosen].tolist(),
         "probs": [predictions.probs[i] for i in chosen],
-        "class_names": evaluation.class_names,
+        "class_names": short_class_names(evaluation.class_names),
     }
+
+
+def short_class_names(names: Sequence[str]) -> list[str]:
+    """'normal (hem)' -> 'normal': short enough for titles over small image panels."""
+    return [re.sub(r"\s*\(.*\)\s*$", "", n) or n for n in names]
 
 
 def load_ablation(run_dir: str | Path) -> pd.DataFrame | None:
@@ -749,6 +878,58 @@ def load_ablation(run_dir: str | Path) -> pd.DataFrame | None:
 
 
 # ------------------------------------------------------------------------ generated prose
+
+
+def training_description(config: TrainConfig) -> str:
+    """The training recipe, written from a run's config so the report never drifts from it."""
+    optimizer = "SGD with Nesterov momentum 0.9" if config.optimizer == "sgd" else "AdamW"
+    schedule = (
+        "a one-cycle schedule (cosine warm-up over the first quarter, then cosine decay)"
+        if config.schedule == "onecycle"
+        else f"{config.warmup_epochs:g} warm-up epochs and cosine decay"
+    )
+    parts = [
+        f"Every depth is trained from scratch with the same recipe: {optimizer}, peak learning "
+        f"rate {config.lr:g} with {schedule}, batch size {config.batch_size}, weight decay "
+        f"{config.weight_decay:g} (not on BatchNorm parameters) and cross-entropy with label "
+        f"smoothing {config.label_smoothing:g}",
+    ]
+    if config.ema:
+        parts.append(f", evaluating an exponential moving average of the weights ({config.ema:g})")
+    parts.append(
+        f". Images are {config.image_size}x{config.image_size} px after the host preprocessing "
+        f"`{config.preprocess}` and augmented with `{config.augment}`"
+    )
+    if config.train_limit:
+        parts.append(
+            f"; only {config.train_limit:,} training images are used ({config.profile} profile)"
+        )
+    parts.append(
+        ". Each epoch is followed by an evaluation on the validation split (and the test split "
+        "when its labels are known); the checkpoint with the best validation accuracy is kept."
+    )
+    return "".join(parts)
+
+
+def headline(results: Mapping[str, ModelResults]) -> str:
+    """The highest accuracy of the run, as one sentence."""
+    split = report_split(results)
+    accuracy = {m: r.evaluations[split].metrics["accuracy"] for m, r in results.items()}
+    best = max(accuracy, key=accuracy.get)
+    result = results[best]
+    views = result.config.tta
+    return (
+        f"Highest {split} accuracy: **{pretty_model_name(best)}, {pct(accuracy[best])}** "
+        f"(best.pt from epoch {result.best_epoch} of {int(result.history['epoch'].max())}"
+        f"{f', averaging {views} TTA views' if views > 1 else ''}, "
+        f"{int(result.evaluations[split].metrics['n']):,} {split} images)."
+    )
+
+
+def join_names(names: Iterable[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(names)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def standard_error(accuracy: float, n: int) -> float:
@@ -787,25 +968,23 @@ def discussion(
     se = standard_error(accuracy[winner], n)
     points = []
 
-    text = (
-        f"**{pretty_model_name(winner)}** reached the highest {split} accuracy, "
-        f"{pct(accuracy[winner])}"
-    )
-    if len(ranked) > 1:
-        others = ", ".join(f"{pretty_model_name(m)} {pct(accuracy[m])}" for m in ranked[1:])
-        gap = accuracy[winner] - accuracy[ranked[1]]
-        text += f" (then {others})."
-        if gap < 2 * se:
-            text += (
-                f" The lead of {100 * gap:.1f} points is within two standard errors "
-                f"(±{100 * 2 * se:.1f} points on {n} images), so at this training budget the "
-                "depths are statistically tied."
-            )
-        else:
-            text += (
-                f" The lead of {100 * gap:.1f} points exceeds two standard errors "
-                f"(±{100 * 2 * se:.1f} points on {n} images)."
-            )
+    top = [m for m in ranked if np.isclose(accuracy[m], accuracy[winner])]
+    rest = [m for m in ranked if m not in top]
+    if len(top) == 1:
+        text = f"**{pretty_model_name(winner)}** reached the highest {split} accuracy"
+    else:
+        text = f"{join_names(map(pretty_model_name, top))} tie for the highest {split} accuracy"
+    text += f", {pct(accuracy[winner])}"
+    if rest:
+        others = ", ".join(f"{pretty_model_name(m)} {pct(accuracy[m])}" for m in rest)
+        gap = accuracy[winner] - accuracy[rest[0]]
+        within = gap < 2 * se
+        text += (
+            f" (then {others}). The lead of {100 * gap:.1f} points "
+            f"{'is within' if within else 'exceeds'} two standard errors "
+            f"(±{100 * 2 * se:.1f} points on {n} images)"
+            + (", so at this training budget the depths are statistically tied." if within else ".")
+        )
     else:
         text += "."
     points.append(text)
@@ -852,7 +1031,10 @@ def discussion(
         best_epoch = result.best_epoch
         gap = float(last["train_acc"] - last["valid_acc"])
         if best_epoch == epochs and epochs > 1:
-            shape = "its validation accuracy was still at its best in the last epoch, so it is under-trained"
+            shape = (
+                "its validation accuracy was still at its best in the last epoch, "
+                "so it is under-trained"
+            )
         elif epochs == 1:
             shape = "it trained for a single epoch, so the curves say little"
         else:
@@ -878,13 +1060,21 @@ def discussion(
         gains = "; ".join(
             f"{name} {100 * gain:+.1f} points" for name, gain in found["gains"].items()
         )
-        text = (
-            f"In the preprocessing ablation (ResNet18, short runs) the best setting was "
-            f"{found['best_variant']} with {found['best_tta']} ({pct(found['best_acc'])} valid)."
-        )
-        if gains:
+        if found["tied"]:
+            text = (
+                "In the preprocessing ablation (ResNet18, short runs) every setting reached the "
+                f"same validation accuracy ({pct(found['best_acc'])}): at that budget neither "
+                "preprocessing nor TTA made a measurable difference."
+            )
+        else:
+            text = (
+                "In the preprocessing ablation (ResNet18, short runs) the best setting was "
+                f"{found['best_variant']} with {found['best_tta']} "
+                f"({pct(found['best_acc'])} valid)."
+            )
+        if gains and not found["tied"]:
             text += f" Against {found['baseline_variant']} without TTA: {gains}."
-        if np.isfinite(found["tta_gain"]):
+        if np.isfinite(found["tta_gain"]) and not found["tied"]:
             text += (
                 f" Averaging {found['tta_views']} dihedral views changed validation accuracy by "
                 f"{100 * found['tta_gain']:+.1f} points on average."

@@ -68,7 +68,7 @@ REAL_CELL_RGB_RANGE = ((60.0, 90.0), (20.0, 42.0), (70.0, 92.0))
 # pink and dense ones blue-purple); the cytoplasm rim is a paler, bluer lavender.
 _NUCLEUS_OD = np.array([0.88, 1.76, 1.04], dtype=np.float32)
 _CHROMATIN_OD = np.array([0.42, 0.52, 0.13], dtype=np.float32)
-_CYTOPLASM_OD = np.array([1.05, 1.6, 1.0], dtype=np.float32)
+_CYTOPLASM_OD = np.array([1.05, 1.6, 1.1], dtype=np.float32)
 _ANGLES = 1024  # resolution of the polar outline tables
 
 
@@ -266,6 +266,10 @@ def _outline(rng: np.random.Generator, p: CellParams, k: float) -> tuple[np.ndar
     for h in range(3, 13):
         amp = p.irregularity * rng.normal() * (3.0 / h) ** 1.3
         shape += amp * np.cos(h * theta + rng.uniform(0, 2 * np.pi))
+    # Fine roughness of every segmentation mask, the same for both classes.
+    high = np.arange(13, 41)[:, None]
+    amps = rng.normal(0.0, 0.0025, size=(len(high), 1)) * (13.0 / high)
+    shape += (amps * np.cos(high * theta + rng.uniform(0, 2 * np.pi, size=(len(high), 1)))).sum(0)
     body = shape.copy()
     if p.notch:
         body -= p.notch * _bump(theta, rng.uniform(-np.pi, np.pi), rng.uniform(0.15, 0.3))

@@ -1,0 +1,292 @@
+"""`lab3 run`: execute the whole workbook headlessly with papermill, one run folder per call.
+
+The notebooks run in order: 01, 02, 03, then 04 once per model (`04_train_<model>.ipynb`), then
+05. Each receives the same parameters (the data folder and the run folder as absolute paths, the
+profile, the models as one comma string, the device; 04 also its `model`), so every file a run
+writes lands in one place::
+
+    outputs/<timestamp>/notebooks/     the executed notebooks (what `lab3 report` reads)
+                        runs/<model>/  training run folders (history, checkpoints)
+                        figures/       every figure as PNG
+                        submissions/   the Kaggle CSVs
+                        ablation/      the preprocessing ablation's short runs
+
+A failing notebook stops the run with one line naming the notebook, the cell and the error; the
+partly executed notebook stays in the run folder (papermill saves it after every cell).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lab3.errors import UserError
+from lab3.fileio import write_json_atomic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+DEFAULT_OUTPUTS = Path("outputs")
+LATEST = "latest"
+NOTEBOOKS = (
+    "01_data_exploration",
+    "02_preprocessing_experiments",
+    "03_resnet_definitions",
+    "04_train",
+    "05_evaluation_and_report",
+)
+PER_MODEL = "04_train"
+KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook execution: which source notebook, the output name, its parameters."""
+
+    source: str
+    output: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(
+    data: Path, run_dir: Path, profile: str, models: Sequence[str], device: str = "auto"
+) -> list[Step]:
+    """The notebook executions of one run, in order."""
+    common = {
+        "data_dir": str(data),
+        "run_dir": str(run_dir),
+        "profile": profile,
+        "models": ",".join(models),
+        "device": device,
+    }
+    steps = []
+    for name in NOTEBOOKS:
+        if name == PER_MODEL:
+            for model in models:
+                params = {**common, "model": model}
+                steps.append(Step(name, f"{name}_{model}.ipynb", params))
+        else:
+            steps.append(Step(name, f"{name}.ipynb", dict(common)))
+    return steps
+
+
+def _check_arguments(profile: str, models: Sequence[str]) -> list[str]:
+    from lab3.config import MODEL_NAMES, PROFILES
+
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    names = [m.strip().lower() for m in models if m.strip()]
+    if not names:
+        raise UserError("no models given; pass e.g. --models resnet18,resnet50,resnet152")
+    unknown = [m for m in names if m not in MODEL_NAMES]
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+    if len(set(names)) != len(names):
+        raise UserError(f"a model is listed twice in {','.join(names)}; list each depth once")
+    return names
+
+
+def new_run_folder(out: str | Path | None) -> Path:
+    """A fresh, empty run folder; an existing run is never written into."""
+    if out is not None:
+        run = Path(out).expanduser()
+        if run.exists() and (not run.is_dir() or any(run.iterdir())):
+            raise UserError(
+                "run folder already exists; runs are never overwritten, choose another --out", run
+            )
+        run.mkdir(parents=True, exist_ok=True)
+        return run.resolve()
+    DEFAULT_OUTPUTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 100):
+        run = DEFAULT_OUTPUTS / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            run.mkdir()
+        except FileExistsError:
+            continue
+        return run.resolve()
+    raise UserError("could not create a new run folder", DEFAULT_OUTPUTS)
+
+
+def point_latest(run: Path) -> Path | None:
+    """Point `<parent>/latest` at `run`, atomically (a temporary link renamed over the old one)."""
+    link = run.parent / LATEST
+    if link.exists() and not link.is_symlink():
+        print(f"workbook: {link} is not a symlink; left as it is", file=sys.stderr)
+        return None
+    tmp = run.parent / f".{LATEST}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(run.name, tmp)
+    os.replace(tmp, link)
+    return link
+
+
+def check_kernel(name: str) -> None:
+    """Fail early, and clearly, when the kernel would not run this project's Python with lab3."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    install = f"{sys.executable} -m ipykernel install --sys-prefix --name {name}"
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise UserError(
+            f"no Jupyter kernel named {name!r}; install this project's: {install}"
+        ) from None
+    executable = spec.argv[0] if spec.argv else ""
+    # jupyter_client starts a spec whose argv begins with plain "python" with sys.executable.
+    if executable in {"python", "python3", f"python3.{sys.version_info.minor}"}:
+        return
+    if Path(executable) == Path(sys.executable):
+        return
+    probe = subprocess.run(
+        [executable, "-c", "import lab3, ipykernel"], capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode != 0:
+        raise UserError(
+            f"the Jupyter kernel {name!r} starts {executable}, which cannot import lab3; "
+            f"install this project's kernel ({install}) or remove {spec.resource_dir}"
+        )
+
+
+def kernel_of(notebook: Path) -> str:
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return str(nb.metadata.get("kernelspec", {}).get("name") or "python3")
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Send this process's stderr, and so that of the kernels it starts, to a log file.
+
+    Kernels print start-up warnings (e.g. about unencrypted local TCP) straight to the inherited
+    stderr; they would break the progress lines, and the log keeps them for inspection.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _first_line(source: str) -> str:
+    lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
+    line = lines[0] if lines else ""
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+def _failure(step: Step, output: Path, err: BaseException) -> UserError:
+    """One line a reader can act on: notebook, cell, error, where the partial notebook is."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        evalue = " ".join(str(err.evalue).split())
+        if len(evalue) > 300:
+            evalue = evalue[:297] + "..."
+        where = f"cell {err.cell_index + 1} (In [{err.exec_count}]: {_first_line(err.source)})"
+        what = f"{err.ename}: {evalue}" if evalue else err.ename
+    else:
+        where = "kernel"
+        what = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
+    return UserError(
+        f"notebook {step.output} failed in {where}: {what}; "
+        f"the partly executed notebook is kept at {output}"
+    )
+
+
+def run_workbook(
+    data: str | Path = "data/synthetic",
+    profile: str = "quick",
+    models: Sequence[str] = ("resnet18", "resnet50", "resnet152"),
+    out: str | Path | None = None,
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    kernel_name: str | None = None,
+    device: str = "auto",
+    echo: Callable[..., None] = print,
+) -> Path:
+    """Execute every notebook of the workbook into a new run folder; returns the folder.
+
+    `kernel_name` defaults to the notebooks' own kernelspec (python3: this interpreter).
+    """
+    import papermill
+
+    from lab3.data.layouts import load_layout
+
+    if isinstance(models, str):
+        models = models.split(",")
+    models = _check_arguments(profile, models)
+    notebooks_dir = Path(notebooks_dir)
+    sources = {name: notebooks_dir / f"{name}.ipynb" for name in NOTEBOOKS}
+    missing = [p for p in sources.values() if not p.is_file()]
+    if missing:
+        raise UserError("workbook notebook not found; restore it from git", missing[0])
+    data_dir = load_layout(data).root  # a bad data folder fails here, before any kernel starts
+    kernel = kernel_name or kernel_of(sources[NOTEBOOKS[0]])
+    check_kernel(kernel)
+
+    run = new_run_folder(out)
+    executed = run / "notebooks"
+    for folder in (executed, run / "figures", run / "runs", run / "submissions"):
+        folder.mkdir(parents=True, exist_ok=True)
+    steps = plan(data_dir, run, profile, models, device)
+    record: dict[str, Any] = {
+        "data": str(data_dir),
+        "profile": profile,
+        "models": list(models),
+        "device": device,
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "notebooks": [],
+    }
+    echo(f"workbook: {run} ({profile} profile, {', '.join(models)}, data {data_dir})")
+    started = time.perf_counter()
+    width = max(len(s.output) for s in steps)
+    for index, step in enumerate(steps, start=1):
+        output = executed / step.output
+        prefix = f"[{index}/{len(steps)}] {step.output:<{width}}"
+        echo(prefix, end="", flush=True)
+        t0 = time.perf_counter()
+        try:
+            with stderr_to(run / KERNEL_LOG):
+                papermill.execute_notebook(
+                    str(sources[step.source]),
+                    str(output),
+                    parameters=step.parameters,
+                    kernel_name=kernel,
+                    cwd=str(executed),
+                    progress_bar=False,
+                    log_output=False,
+                    request_save_on_cell_execute=True,
+                )
+        except KeyboardInterrupt:
+            echo("  interrupted")
+            echo(f"workbook: the partly executed notebook is kept at {output}")
+            raise
+        except Exception as err:  # papermill, nbclient and jupyter_client raise many types
+            echo(f"  {time.perf_counter() - t0:7.1f} s  FAILED")
+            record["failed"] = step.output
+            write_json_atomic(run / "workbook.json", record)
+            raise _failure(step, output, err) from None
+        seconds = time.perf_counter() - t0
+        record["notebooks"].append({"notebook": step.output, "seconds": round(seconds, 1)})
+        echo(f"  {seconds:7.1f} s  ok")
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    record["finished"] = datetime.now().isoformat(timespec="seconds")
+    write_json_atomic(run / "workbook.json", record)
+    link = point_latest(run)
+    echo(
+        f"workbook: done in {record['seconds'] / 60:.1f} min; "
+        f"report: lab3 report --run {link if link is not None else run}"
+    )
+    return run

@@ -1,0 +1,386 @@
+"""The workbook end to end (every notebook through papermill on a tiny synthetic set, then the
+PDF report), its failure reporting, and the `lab3.experiments` glue the notebooks call."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from lab3 import experiments, workbook
+from lab3.cli import main
+from lab3.config import make_config
+from lab3.data.layouts import load_layout
+from lab3.errors import UserError
+from lab3.models import build_model
+from lab3.report import REPORT_SECTIONS, build_report, find_chromium
+
+MODELS = ["resnet18", "resnet50", "resnet152"]
+TEST_CSVS = {"resnet18": "resnet_18_test.csv", "resnet50": "resnet_50_test.csv",
+             "resnet152": "resnet_152_test.csv"}  # fmt: skip
+FIGURES = [
+    "class_counts", "samples", "intensity", "preprocessing_steps", "augmentation_views",
+    "ablation", "accuracy_curves", "loss_curves", "confusion_test", "confusion_test_normalised",
+    "misclassified",
+    *(f"{kind}_{model}" for kind in ("accuracy", "loss", "lr") for model in MODELS),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(small_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole workbook, all three depths, on the tiny profile (1 epoch at 32 px)."""
+    out = tmp_path_factory.mktemp("workbook") / "run"
+    return workbook.run_workbook(data=small_synthetic, profile="tiny", models=MODELS, out=out)
+
+
+def _executed(run: Path) -> dict[str, nbformat.NotebookNode]:
+    return {p.name: nbformat.read(p, as_version=4) for p in (run / "notebooks").glob("*.ipynb")}
+
+
+# ------------------------------------------------------------------------- the batch run
+
+
+def test_every_notebook_runs_without_an_error_cell(run: Path) -> None:
+    executed = _executed(run)
+    expected = [f"{n}.ipynb" for n in workbook.NOTEBOOKS if n != workbook.PER_MODEL]
+    expected += [f"{workbook.PER_MODEL}_{m}.ipynb" for m in MODELS]
+    assert sorted(executed) == sorted(expected)
+    for name, nb in executed.items():
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            assert cell.execution_count is not None, f"{name}: a cell did not run"
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            assert not errors, f"{name}: {errors[0].ename}: {errors[0].evalue}"
+    record = json.loads((run / "workbook.json").read_text())
+    assert [n["notebook"] for n in record["notebooks"]] == [
+        s.output for s in workbook.plan(run, run, "tiny", MODELS)
+    ]
+    assert (run.parent / "latest").resolve() == run
+
+
+def test_parameters_are_injected_per_notebook(run: Path, small_synthetic: Path) -> None:
+    nb = _executed(run)["04_train_resnet50.ipynb"]
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    source = injected[0].source
+    assert 'model = "resnet50"' in source
+    assert f'run_dir = "{run}"' in source
+    assert f'data_dir = "{small_synthetic.resolve()}"' in source
+    assert 'models = "resnet18,resnet50,resnet152"' in source
+    for model in MODELS:
+        for name in ("best.pt", "last.pt", "history.csv", "config.json"):
+            assert (run / "runs" / model / name).is_file()
+
+
+def test_figures_exist_are_real_images_and_show_inline(run: Path) -> None:
+    for name in FIGURES:
+        path = run / "figures" / f"{name}.png"
+        assert path.is_file(), f"missing figure {name}"
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+        assert min(pixels.shape) > 100 and pixels.std() > 1.0, f"{name} looks blank"
+    # The inline backend is forced even though the tests run with MPLBACKEND=Agg.
+    evaluation = _executed(run)["05_evaluation_and_report.ipynb"]
+    inline = [
+        o
+        for c in evaluation.cells
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(inline) >= 5
+
+
+def test_the_three_submissions_validate(run: Path, small_synthetic: Path) -> None:
+    truth = pd.read_csv(small_synthetic / "test_labels.csv")
+    for model in MODELS:
+        frame = pd.read_csv(run / "submissions" / f"{model}.csv", dtype={"ID": str})
+        ids = pd.read_csv(small_synthetic / TEST_CSVS[model], dtype=str)["Path"].tolist()
+        assert frame.columns.tolist() == ["ID", "label"]
+        assert frame["ID"].tolist() == ids
+        assert set(frame["label"]) <= {0, 1}
+        assert sorted(frame["ID"]) == sorted(truth["ID"])
+
+
+def test_report_pdf_has_the_five_sections_in_order_and_figures(run: Path) -> None:
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed, so no PDF is rendered (.ci/run installs it)")
+    from pypdf import PdfReader
+
+    pdf = build_report(run)
+    assert pdf == run / "report.pdf" and pdf.read_bytes()[:5] == b"%PDF-"
+    reader = PdfReader(pdf)
+    text = "\n".join(page.extract_text() or "" for page in reader.pages)
+    positions = [text.find(heading) for _tag, heading in REPORT_SECTIONS]
+    assert all(p >= 0 for p in positions), dict(zip(REPORT_SECTIONS, positions, strict=True))
+    assert positions == sorted(positions)
+    for phrase in ("Highest test accuracy", "strict=True", "Caveat", "ResNet152"):
+        assert phrase in text, phrase
+    assert "injected" not in text.lower() and "run_dir =" not in text
+    images = sum(len(page.images) for page in reader.pages)
+    assert images >= 12, f"only {images} images embedded in the PDF"
+
+
+# ------------------------------------------------------------------------- failures
+
+
+def _broken_notebooks(tmp_path: Path) -> Path:
+    """A copy of the notebooks in which 01 raises right after its parameters."""
+    folder = tmp_path / "notebooks"
+    shutil.copytree(workbook.NOTEBOOKS_DIR, folder)
+    path = folder / "01_data_exploration.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(
+        index + 1, nbformat.v4.new_code_cell('raise RuntimeError("boom from the test")')
+    )
+    nbformat.write(nb, path)
+    return folder
+
+
+def test_a_failing_notebook_is_named_with_its_cell_and_kept(
+    small_synthetic: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs" / "failing"
+    with pytest.raises(UserError) as caught:
+        workbook.run_workbook(
+            data=small_synthetic,
+            profile="tiny",
+            models=["resnet18"],
+            out=out,
+            notebooks_dir=_broken_notebooks(tmp_path),
+        )
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "01_data_exploration.ipynb" in message
+    # markdown, parameters, papermill's injected cell, then the raising one
+    assert "cell 4 (In [3]: raise RuntimeError" in message
+    assert "RuntimeError: boom from the test" in message
+    partial = out / "notebooks" / "01_data_exploration.ipynb"
+    assert str(partial) in message and partial.is_file()
+    outputs = [o for c in nbformat.read(partial, as_version=4).cells for o in c.get("outputs", [])]
+    assert any(o.output_type == "error" and o.ename == "RuntimeError" for o in outputs)
+    assert not (out / "notebooks" / "02_preprocessing_experiments.ipynb").exists()
+    assert json.loads((out / "workbook.json").read_text())["failed"] == "01_data_exploration.ipynb"
+    assert not (out.parent / "latest").exists(), "a failed run must not become 'latest'"
+
+
+def test_bad_arguments_fail_before_any_kernel_starts(small_synthetic: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such data folder"):
+        workbook.run_workbook(data=tmp_path / "nowhere", profile="tiny", out=tmp_path / "a")
+    with pytest.raises(UserError, match="unknown profile"):
+        workbook.run_workbook(data=small_synthetic, profile="huge", out=tmp_path / "b")
+    with pytest.raises(UserError, match="unknown model 'resnet19'"):
+        workbook.run_workbook(data=small_synthetic, models=["resnet19"], out=tmp_path / "c")
+    with pytest.raises(UserError, match="listed twice"):
+        workbook.run_workbook(data=small_synthetic, models="resnet18,resnet18", out=tmp_path / "d")
+    assert not any((tmp_path / n).exists() for n in "abcd")
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "report.pdf").write_text("an earlier run")
+    with pytest.raises(UserError, match="never overwritten"):
+        workbook.run_workbook(data=small_synthetic, profile="tiny", out=taken)
+    assert (taken / "report.pdf").read_text() == "an earlier run"
+
+
+def test_cli_run_reports_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lab3 run: error:") and "\n" not in err
+
+
+def test_missing_kernel_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="no Jupyter kernel named 'no-such-kernel-lab3'"):
+        workbook.check_kernel("no-such-kernel-lab3")
+    workbook.check_kernel("python3")  # the project's own
+
+
+def test_run_folders_are_fresh_and_latest_moves_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first, second = workbook.new_run_folder(None), workbook.new_run_folder(None)
+    assert first != second and first.parent == second.parent == (tmp_path / "outputs").resolve()
+    assert workbook.point_latest(first) == first.parent / "latest"
+    assert workbook.point_latest(second) == second.parent / "latest"
+    assert os.readlink(second.parent / "latest") == second.name
+    assert not [p for p in second.parent.iterdir() if p.name.startswith(".latest")]
+
+
+def test_plan_runs_training_once_per_model() -> None:
+    steps = workbook.plan(Path("/d"), Path("/r"), "quick", ["resnet18", "resnet152"])
+    assert [s.output for s in steps] == [
+        "01_data_exploration.ipynb",
+        "02_preprocessing_experiments.ipynb",
+        "03_resnet_definitions.ipynb",
+        "04_train_resnet18.ipynb",
+        "04_train_resnet152.ipynb",
+        "05_evaluation_and_report.ipynb",
+    ]
+    assert steps[4].parameters["model"] == "resnet152"
+    assert "model" not in steps[0].parameters
+    assert steps[0].parameters == {
+        "data_dir": "/d", "run_dir": "/r", "profile": "quick",
+        "models": "resnet18,resnet152", "device": "auto",
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------- experiments glue
+
+
+def test_data_exploration_helpers(small_synthetic: Path) -> None:
+    layout = load_layout(small_synthetic)
+    balance = experiments.class_balance(layout)
+    assert balance.loc["train", "images"] == 48
+    assert balance.loc["train", list(layout.class_names)].sum() == pytest.approx(1.0)
+    subjects = experiments.subjects_per_split(layout)  # from the synthetic metadata.csv
+    assert (
+        subjects is not None
+        and subjects.loc["train", "also in train"] == subjects.loc["train", "subjects"]
+    )
+    samples = experiments.pick_samples(layout, "train", per_class=3)
+    assert samples["label"].tolist() == [0, 0, 0, 1, 1, 1]
+    stats = experiments.image_statistics(layout, per_group=4)
+    assert stats["black_fraction"].between(0, 1).all() and (stats["width"] == 160).all()
+    assert len(stats) == 4 * stats.groupby(["split", "label"]).ngroups
+    by_class = experiments.statistics_by_class(layout, stats)
+    assert list(by_class.index) == list(layout.class_names)
+    images, labels, size = experiments.skeleton_batch(small_synthetic, "tightcrop", 32, 8)
+    assert tuple(images.shape) == (8, 3, 32, 32) and len(labels) == 8 and size == 48
+
+
+def test_preprocessing_views(small_synthetic: Path) -> None:
+    layout = load_layout(small_synthetic)
+    image = experiments.load_images(layout.split("train")["path"][:1])[0]
+    panels, titles = experiments.preprocessing_panels([image, image], 40)
+    assert len(panels) == len(titles) == 12
+    assert panels[1].shape == (40, 40, 3) and panels[5].shape == (40, 40, 3)
+    assert panels[4].ndim == 2  # grey
+    views, names = experiments.augmentation_views(image, 40, count=5)
+    assert len(views) == 6 and names[0] == "input"
+    assert all(v.shape == (40, 40, 3) and v.dtype == np.uint8 for v in views)
+    assert not all(np.array_equal(views[0], v) for v in views[1:])
+
+
+def test_fit_or_resume_reuses_a_finished_run_and_refuses_other_settings(
+    small_synthetic: Path, tmp_path: Path
+) -> None:
+    config = make_config("tiny", model="resnet18", data=str(small_synthetic),
+                         out=str(tmp_path / "r"), train_limit=32, device="cpu")  # fmt: skip
+    first = experiments.fit_or_resume(config)
+    stamp = (tmp_path / "r" / "best.pt").stat().st_mtime_ns
+    again = experiments.fit_or_resume(config)
+    assert (tmp_path / "r" / "best.pt").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(first.history.reset_index(drop=True), again.history)
+    (tmp_path / "r" / "result.json").unlink()  # as after a kill: continues from last.pt
+    assert len(experiments.fit_or_resume(config).history) == 1
+    other = make_config("tiny", model="resnet18", data=str(small_synthetic),
+                        out=str(tmp_path / "r"), train_limit=32, image_size=40)  # fmt: skip
+    with pytest.raises(UserError, match="image_size 32 -> 40"):
+        experiments.fit_or_resume(other)
+
+
+def test_ablation_of_the_run_is_complete_and_reusable(
+    run: Path, small_synthetic: Path, tmp_path: Path
+) -> None:
+    table = pd.read_csv(run / "ablation" / experiments.ABLATION_CSV)
+    assert table["variant"].tolist() == [v for v in experiments.ABLATION_VARIANTS for _ in (1, 8)]
+    assert table["views"].tolist() == [1, 8] * 3
+    assert table["valid_acc"].between(0, 1).all()
+    copy = tmp_path / "ablation"
+    shutil.copytree(run / "ablation", copy)
+    checkpoint = copy / "tightcrop-equalize" / "best.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    again = experiments.run_ablation(small_synthetic, copy, profile="tiny", device="cpu", tta=(1,))
+    assert checkpoint.stat().st_mtime_ns == stamp, "a finished variant must be reused"
+    assert again["valid_acc"].tolist() == table.loc[table["views"] == 1, "valid_acc"].tolist()
+    wide = experiments.ablation_table(table)
+    assert list(wide.index) == list(experiments.ABLATION_VARIANTS)
+
+
+def test_ablation_prose_reads_gains_and_ties() -> None:
+    rows = [("plain resize", 1, 0.70), ("plain resize", 8, 0.72),
+            ("tight crop", 1, 0.75), ("tight crop", 8, 0.78)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["variant", "views", "valid_acc"])
+    table["tta"] = table["views"].map(experiments.tta_label)
+    table["valid_images"] = 300
+    found = experiments.ablation_summary(table)
+    assert found["best_variant"] == "tight crop" and found["gains"]["tight crop"] == pytest.approx(
+        0.05
+    )
+    assert found["tta_gain"] == pytest.approx(0.025)
+    text = experiments.ablation_findings(table)
+    assert "**tight crop** with 8 views (TTA), 78.0 %" in text and "tight crop +5.0" in text
+    assert "+2.5 points" in text and "2.6 points" in text  # the standard error on 300 images
+    table["valid_acc"] = 0.7
+    assert experiments.ablation_findings(table).startswith("Every variant reached the same")
+
+
+def test_model_tables_and_the_reference_check() -> None:
+    stages = experiments.stage_table(MODELS)
+    assert stages["weighted layers"].tolist() == [18, 50, 152]
+    assert stages.loc["ResNet152", ["layer1", "layer2", "layer3", "layer4"]].tolist() == [
+        3,
+        8,
+        36,
+        3,
+    ]
+    costs = experiments.cost_table(["resnet18"], 64)
+    assert costs.loc["ResNet18", "GMACs @ 224 px"] == pytest.approx(1.82, abs=0.01)
+    assert "ResNet18 has 11.18 M parameters" in experiments.cost_text(costs)
+    torch.manual_seed(0)
+    checks = experiments.compare_with_reference(
+        build_model("resnet18"), build_model("resnet18"), [(3, 64, 64), (3, 40, 56)]
+    )
+    assert checks["equal"].all() and (checks["max abs diff"] == 0).all()
+    assert "are identical" in experiments.equivalence_text(checks)
+    with pytest.raises(RuntimeError, match="state_dict"):
+        experiments.compare_with_reference(build_model("resnet18"), build_model("resnet34"))
+
+
+def test_evaluation_tables_and_discussion_from_the_run(run: Path, small_synthetic: Path) -> None:
+    results = experiments.evaluate_runs(run, ["resnet18", "resnet50"], small_synthetic, "cpu")
+    assert experiments.report_split(results) == "test"
+    metrics = experiments.metrics_table(results)
+    assert list(metrics.index) == [
+        (m, s) for m in ("ResNet18", "ResNet50") for s in ("valid", "test")
+    ]
+    assert metrics["TTA views"].tolist() == [2] * 4  # the tiny profile's TTA
+    best = experiments.highest_accuracy_table(results)
+    assert {"best epoch", "best valid acc", "test acc, TTA x2"} <= set(best.columns)
+    picked = experiments.pick_misclassified(results["resnet18"], "test", count=3)
+    assert len(picked["images"]) == len(picked["true_labels"]) <= 3
+    assert picked["class_names"] == ["normal", "blast"]
+    text = experiments.discussion(
+        results, experiments.load_ablation(run), load_layout(small_synthetic)
+    )
+    assert text.startswith("- ") and "ResNet50" in text and "Caveat" in text
+    assert "synthetic stand-in dataset" in text and "test subjects also have cells" in text
+    assert "**ResNet" in experiments.headline(results)
+    html = experiments.style_table(best, percent=["best valid acc"]).to_html()
+    assert " %" in html
+
+
+def test_missing_training_run_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="run 04_train for it first"):
+        experiments.evaluate_runs(tmp_path, ["resnet18"])
+
+
+def test_small_helpers() -> None:
+    assert experiments.parse_models(" resnet18, resnet50 ,") == ["resnet18", "resnet50"]
+    with pytest.raises(UserError):
+        experiments.parse_models("")
+    assert experiments.pct(0.9312) == "93.1 %" and experiments.pct(float("nan")) == "n/a"
+    assert experiments.slug("tightcrop,equalize") == "tightcrop-equalize"
+    assert experiments.join_names(["a", "b", "c"]) == "a, b and c"
+    assert experiments.short_class_names(["normal (hem)", "blast (all)"]) == ["normal", "blast"]
