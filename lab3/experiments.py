@@ -294,7 +294,7 @@ def augmentation_views(
     """The working-size image and `count` random training views of it, as the model sees them."""
     base = Pipeline.for_config(preprocess, image_size)(image)
     augmenter = Augment.parse(augment)
-    batch = torch.from_numpy(base).permute(2, 0, 1).float().div(255)
+    batch = torch.tensor(base).permute(2, 0, 1).float().div(255)
     batch = batch.unsqueeze(0).repeat(count, 1, 1, 1)
     if augmenter is not None:
         batch = augmenter(batch, torch.Generator().manual_seed(seed))
@@ -916,8 +916,16 @@ def headline(results: Mapping[str, ModelResults]) -> str:
     split = report_split(results)
     accuracy = {m: r.evaluations[split].metrics["accuracy"] for m, r in results.items()}
     best = max(accuracy, key=accuracy.get)
+    tied = [m for m in accuracy if np.isclose(accuracy[m], accuracy[best])]
     result = results[best]
     views = result.config.tta
+    if len(tied) > 1:
+        return (
+            f"Highest {split} accuracy: **{pct(accuracy[best])}**, reached by "
+            f"{join_names(map(pretty_model_name, tied))} alike "
+            f"({int(result.evaluations[split].metrics['n']):,} {split} images"
+            f"{f', averaging {views} TTA views' if views > 1 else ''})."
+        )
     return (
         f"Highest {split} accuracy: **{pretty_model_name(best)}, {pct(accuracy[best])}** "
         f"(best.pt from epoch {result.best_epoch} of {int(result.history['epoch'].max())}"
@@ -1030,7 +1038,18 @@ def discussion(
         epochs = int(last["epoch"])
         best_epoch = result.best_epoch
         gap = float(last["train_acc"] - last["valid_acc"])
-        if best_epoch == epochs and epochs > 1:
+        valid = pd.to_numeric(history["valid_acc"])
+        predicted = np.unique(result.evaluations[split].predictions.predicted)
+        if len(predicted) == 1:
+            names = result.evaluations[split].class_names
+            points.append(
+                f"{pretty_model_name(model)} predicts {names[int(predicted[0])]} for every "
+                f"{split} image: it has not learned to separate the classes at this budget."
+            )
+            continue
+        if epochs > 1 and np.isclose(valid.max(), valid.min()):
+            shape = f"its validation accuracy stayed at {pct(float(valid.iloc[0]))} in every epoch"
+        elif best_epoch == epochs and epochs > 1:
             shape = (
                 "its validation accuracy was still at its best in the last epoch, "
                 "so it is under-trained"

@@ -189,8 +189,18 @@ def _course_layout(root: Path, check_files: bool) -> Layout:
         csv, line = test_source[rel]
         rows.append((_resolve(base, root, rel, csv, line, check_files), int(label), "test", rel))
     table = pd.DataFrame(rows, columns=["path", "label", "split", "id"])
-    table["subject"] = ""
+    table["subject"] = _subjects(root / "metadata.csv", table["id"])
     return Layout("course", root, table[COLUMNS], LEUKEMIA_CLASSES, test_csvs)
+
+
+def _subjects(metadata: Path, ids: pd.Series) -> pd.Series:
+    """Subject per image where a `metadata.csv` (path,...,subject) says so (the synthetic set's)."""
+    if not metadata.is_file():
+        return pd.Series("", index=ids.index)
+    frame = pd.read_csv(metadata, dtype=str, keep_default_na=False)
+    if not {"path", "subject"} <= set(frame.columns):
+        return pd.Series("", index=ids.index)
+    return ids.map(dict(zip(frame["path"], frame["subject"], strict=True))).fillna("")
 
 
 def _read_truth(csv: Path) -> dict[str, int]:
