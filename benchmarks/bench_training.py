@@ -29,7 +29,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="an existing dataset folder")
     source.add_argument("--synth", help="generate a synthetic set first: TRAIN,VALID,TEST")
@@ -54,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         setup["synth_seconds"] = round(time.perf_counter() - started, 1)
     for model in args.models.split(","):
         config = make_config(
-            args.profile, model=model, data=str(data), out=str(work / "runs" / model),
-            epochs=args.epochs, image_size=args.image_size, device=args.device,
-        )  # fmt: skip
+            args.profile,
+            model=model,
+            data=str(data),
+            out=str(work / "runs" / model),
+            epochs=args.epochs,
+            image_size=args.image_size,
+            device=args.device,
+        )
         started = time.perf_counter()
         result = fit(config, progress=False)
         wall = time.perf_counter() - started
@@ -72,17 +79,29 @@ def main(argv: list[str] | None = None) -> int:
             "train_images_per_s": round(float(steady.median()), 1),
             "best_valid_acc": round(result.best_valid_acc, 4),
             "best_epoch": result.best_epoch,
-            f"first_epoch_valid_ge_{args.target:g}": int(history["epoch"][reached[0]]) if len(reached) else None,
+            f"first_epoch_valid_ge_{args.target:g}": int(history["epoch"][reached[0]])
+            if len(reached)
+            else None,
         }
-        evaluation = evaluate_checkpoint(result.run_dir / "best.pt", split="test", tta=config.tta, device=args.device) if "test_acc" in history else None
+        evaluation = (
+            evaluate_checkpoint(
+                result.run_dir / "best.pt", split="test", tta=config.tta, device=args.device
+            )
+            if "test_acc" in history
+            else None
+        )
         if evaluation is not None:
             row["test_acc_tta"] = round(evaluation.metrics["accuracy"], 4)
             row["test_weighted_f1"] = round(evaluation.metrics["weighted_f1"], 4)
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu"
+    device = torch.device(
+        "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    )
+    device_name = (
+        torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu"
+    )
     meta = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
         "torch": torch.__version__,
@@ -96,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"training_{device.type}_{args.profile}"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    header = "\n".join(f"- {k}: `{v}`" if k == "command" else f"- {k}: {v}" for k, v in meta.items())
+    header = "\n".join(
+        f"- {k}: `{v}`" if k == "command" else f"- {k}: {v}" for k, v in meta.items()
+    )
     stem.with_suffix(".md").write_text(f"# Training benchmark\n\n{header}\n\n{table}\n")
     return 0
 

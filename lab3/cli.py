@@ -12,7 +12,9 @@ from lab3.errors import UserError
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from lab3.config import MODEL_NAMES, PROFILES
 
-    p = sub.add_parser("train", help="train one ResNet; writes a run folder with history and checkpoints")
+    p = sub.add_parser(
+        "train", help="train one ResNet; writes a run folder with history and checkpoints"
+    )
     p.add_argument("--model", choices=MODEL_NAMES, required=True)
     p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
@@ -52,14 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="inspect a dataset folder")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    s = data_sub.add_parser("summary", help="layout, counts, image sizes; builds or checks the cache")
+    s = data_sub.add_parser(
+        "summary", help="layout, counts, image sizes; builds or checks the cache"
+    )
     s.add_argument("--data", default="data/synthetic")
     s.add_argument("--image-size", type=int, default=64)
     s.add_argument("--preprocess", default="tightcrop")
 
     _add_train(sub)
 
-    p = sub.add_parser("evaluate", help="the demo: load trained weights, print metrics, save the confusion matrix")
+    p = sub.add_parser(
+        "evaluate", help="the demo: load trained weights, print metrics, save the confusion matrix"
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
     p.add_argument("--split", choices=("valid", "test"), default="valid")
@@ -119,7 +125,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         out = Path(args.out)
         frame = predict_submission(
-            args.checkpoint, args.data, args.test_csv, tta=8 if args.tta else None, device=args.device
+            args.checkpoint,
+            args.data,
+            args.test_csv,
+            tta=8 if args.tta else None,
+            device=args.device,
         )
         write_submission(frame, out)
         counts = frame["label"].value_counts().sort_index().to_dict()
@@ -134,7 +144,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from lab3.workbook import run_workbook
 
-        run_workbook(data=args.data, profile=args.profile, models=args.models.split(","), out=args.out)
+        run_workbook(
+            data=args.data, profile=args.profile, models=args.models.split(","), out=args.out
+        )
         return 0
     if args.command == "report":
         from lab3.report import build_report
@@ -153,8 +165,13 @@ def _synth(args: argparse.Namespace) -> int:
         "valid": args.valid if args.valid is not None else synthetic.DEFAULT_VALID,
         "test": args.test if args.test is not None else synthetic.DEFAULT_TEST,
     }
-    meta = synthetic.write_synthetic_dataset(Path(args.out), **counts, size=args.size, seed=args.seed)
-    print(f"wrote {len(meta)} images to {args.out} ({counts['train']}/{counts['valid']}/{counts['test']})")
+    meta = synthetic.write_synthetic_dataset(
+        Path(args.out), **counts, size=args.size, seed=args.seed
+    )
+    print(
+        f"wrote {len(meta)} images to {args.out} "
+        f"({counts['train']}/{counts['valid']}/{counts['test']})"
+    )
     return 0
 
 
@@ -165,11 +182,29 @@ def _train(args: argparse.Namespace) -> int:
     settings = {
         name: getattr(args, name)
         for name in (
-            "model", "data", "epochs", "batch_size", "lr", "image_size", "preprocess", "augment",
-            "optimizer", "schedule", "class_balance", "ema", "tta", "train_limit", "split_mode",
-            "amp", "compile", "channels_last", "seed", "out", "device",
+            "model",
+            "data",
+            "epochs",
+            "batch_size",
+            "lr",
+            "image_size",
+            "preprocess",
+            "augment",
+            "optimizer",
+            "schedule",
+            "class_balance",
+            "ema",
+            "tta",
+            "train_limit",
+            "split_mode",
+            "amp",
+            "compile",
+            "channels_last",
+            "seed",
+            "out",
+            "device",
         )
-    }  # fmt: skip
+    }
     config = make_config(args.profile, **settings)
     result = fit(config, resume=args.resume)
     print(

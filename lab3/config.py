@@ -43,7 +43,9 @@ class TrainConfig:
     image_size: int = 64  # working resolution (pixels a side)
     preprocess: str = "tightcrop"  # host steps before the cache, e.g. "tightcrop,equalize"
     augment: str = "dihedral,affine,color"  # device augmentation; "none" for none
-    split_mode: str = "stratified"  # for layouts without a split (C-NMC): random | stratified | subject
+    split_mode: str = (
+        "stratified"  # for layouts without a split (C-NMC): random | stratified | subject
+    )
     train_limit: int = 0  # use only this many training images (0 = all); for quick ablations
     tta: int = 1  # dihedral views averaged at evaluation (1 = none, 8 = all)
     # execution
@@ -102,7 +104,7 @@ class TrainConfig:
         return self._switch(self.compile, "compile")
 
 
-# Profiles: defaults per purpose; `epochs` may be a per-model table (deeper nets cost more per epoch).
+# Profiles: defaults per purpose; `epochs` may be a per-model table (deeper nets cost more).
 PROFILES: dict[str, dict[str, Any]] = {
     # The CPU demo on the synthetic default: each depth trains in a few minutes on 2 cores.
     "quick": {
@@ -116,7 +118,13 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # The GPU recipe for the real course data (one H100: minutes per depth).
     "full": {
-        "epochs": {"resnet18": 40, "resnet34": 40, "resnet50": 40, "resnet101": 35, "resnet152": 35},
+        "epochs": {
+            "resnet18": 40,
+            "resnet34": 40,
+            "resnet50": 40,
+            "resnet101": 35,
+            "resnet152": 35,
+        },
         "batch_size": 128,
         "lr": 0.2,
         "weight_decay": 5e-5,
@@ -147,7 +155,9 @@ def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(overrides) - known
     if unknown:
-        raise UserError(f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}")
+        raise UserError(
+            f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}"
+        )
     model = overrides.get("model", TrainConfig.model)
     if model not in MODEL_NAMES:
         raise UserError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
@@ -171,7 +181,9 @@ def _validate(config: TrainConfig) -> None:
     }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
-            raise UserError(f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}")
+            raise UserError(
+                f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}"
+            )
     for name in ("epochs", "batch_size", "image_size", "tta"):
         if int(getattr(config, name)) < 1:
             raise UserError(f"{name} must be at least 1, not {getattr(config, name)}")

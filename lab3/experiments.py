@@ -142,31 +142,15 @@ def class_balance(layout: Layout) -> pd.DataFrame:
     return frame
 
 
-def subjects(layout: Layout) -> pd.Series:
-    """Subject (patient) of every table row, '' where unknown.
-
-    The course CSVs carry none; C-NMC file names do, and `lab3 synth` writes them to
-    metadata.csv, which is read here so the leakage of a per-image split can be shown.
-    """
-    known = layout.table["subject"].astype(str)
-    if known.astype(bool).any():
-        return known
-    meta = layout.root / METADATA_CSV
-    if not meta.is_file():
-        return known
-    frame = pd.read_csv(meta, dtype=str, keep_default_na=False)
-    if not {"path", "subject"} <= set(frame.columns):
-        return known
-    mapping = dict(zip(frame["path"], frame["subject"], strict=True))
-    return layout.table["id"].map(mapping).fillna("").astype(str)
-
-
 def subjects_per_split(layout: Layout) -> pd.DataFrame | None:
-    """Distinct subjects per split and how many of them also appear in train; None if unknown."""
-    subject = subjects(layout)
-    if not subject.astype(bool).any():
+    """Distinct subjects per split and how many of them also appear in train; None if unknown.
+
+    The course CSVs carry no subjects; C-NMC file names do, and `lab3 synth` writes them to
+    metadata.csv, so the leakage of a per-image split can be shown.
+    """
+    table = layout.table.assign(subject=layout.table["subject"].astype(str))
+    if not table["subject"].astype(bool).any():
         return None
-    table = layout.table.assign(subject=subject)
     train = set(table.loc[table["split"] == "train", "subject"])
     rows = []
     for split in ("train", "valid", "test"):
@@ -799,6 +783,8 @@ def write_submissions(
     rows = []
     for model, result in results.items():
         data = str(data_dir) if data_dir is not None else result.config.data
+        if not load_layout(data, check_files=False).test_csvs:
+            continue  # C-NMC and retinopathy folders have no Kaggle test CSVs
         frame = predict_submission(
             result.run_dir / "best.pt", data=data, tta=result.config.tta, device=device
         )
@@ -815,7 +801,24 @@ def write_submissions(
             row["test accuracy"] = scored["accuracy"]
             row["weighted F1"] = scored["weighted_f1"]
         rows.append(row)
-    return pd.DataFrame(rows).set_index("model")
+    return pd.DataFrame(rows, columns=["model", "file", "rows"] if not rows else None).set_index(
+        "model"
+    )
+
+
+def submissions_text(submissions: pd.DataFrame) -> str:
+    """What the submissions table shows, or why there is none."""
+    if submissions.empty:
+        return (
+            "This data folder has no Kaggle test CSVs (`resnet_*_test.csv`), so no submission "
+            "files were written; the test split above is scored directly."
+        )
+    scored = "test accuracy" in submissions.columns
+    return (
+        f"{len(submissions)} submission files (`ID,label`, one row per test image in the order "
+        "of the depth's test CSV, validated before writing)"
+        + (", scored locally against `test_labels.csv`:" if scored else ":")
+    )
 
 
 def highest_accuracy_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
@@ -948,16 +951,16 @@ def standard_error(accuracy: float, n: int) -> float:
 def introduction(layout: Layout, models: Sequence[str], profile: str) -> str:
     """The data and the plan of the run, in numbers taken from the dataset folder."""
     counts = {s: int((layout.table["split"] == s).sum()) for s in ("train", "valid", "test")}
-    train = layout.split("train")
-    share = float((train["label"] == layout.num_classes - 1).mean())
-    names = ", ".join(pretty_model_name(m) for m in models)
+    shares = layout.split("train")["label"].value_counts(normalize=True)
+    majority = int(shares.idxmax())
     return (
         f"This run uses the **{layout.name}** dataset layout found at `{layout.root.name}/`: "
         f"{counts['train']:,} training, {counts['valid']:,} validation and {counts['test']:,} "
-        f"test images in {layout.num_classes} classes ({', '.join(layout.class_names)}); "
-        f"{pct(share)} of the training images are {layout.class_names[-1]}, so always answering "
-        f"that class already scores about {pct(max(share, 1 - share))}. "
-        f"It trains {names} from scratch with the **{profile}** profile."
+        f"test images in {layout.num_classes} classes ({', '.join(layout.class_names)}). "
+        f"{pct(float(shares.max()))} of the training images are "
+        f"{class_name(layout, majority)}, so always answering that class already scores about "
+        f"as much. It trains {join_names(map(pretty_model_name, models))} from scratch with the "
+        f"**{profile}** profile."
     )
 
 

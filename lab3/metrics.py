@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 def classification_metrics(
     labels: np.ndarray, probs: np.ndarray, num_classes: int
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics of predicted probabilities (N x classes) against labels; returns (metrics, confusion)."""
+    """Metrics of probabilities (N x classes) against labels; returns (metrics, confusion)."""
     return metrics_from_predictions(labels, probs.argmax(1), num_classes, probs)
 
 
@@ -30,8 +30,12 @@ def metrics_from_predictions(
         "n": int(len(labels)),
         "accuracy": float(skm.accuracy_score(labels, predicted)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(labels, predicted)),
-        "weighted_f1": float(skm.f1_score(labels, predicted, average="weighted", labels=classes, zero_division=0)),
-        "macro_f1": float(skm.f1_score(labels, predicted, average="macro", labels=classes, zero_division=0)),
+        "weighted_f1": float(
+            skm.f1_score(labels, predicted, average="weighted", labels=classes, zero_division=0)
+        ),
+        "macro_f1": float(
+            skm.f1_score(labels, predicted, average="macro", labels=classes, zero_division=0)
+        ),
     }
     if num_classes == 2:
         tn, fp, fn, tp = confusion.ravel()
@@ -42,19 +46,25 @@ def metrics_from_predictions(
         out["f1"] = float(skm.f1_score(labels, predicted, zero_division=0))
         out["kappa"] = float(skm.cohen_kappa_score(labels, predicted))
     else:
-        out["kappa_quadratic"] = float(skm.cohen_kappa_score(labels, predicted, weights="quadratic"))
+        out["kappa_quadratic"] = float(
+            skm.cohen_kappa_score(labels, predicted, weights="quadratic")
+        )
     if probs is not None and len(np.unique(labels)) == num_classes:
         if num_classes == 2:
             out["roc_auc"] = float(skm.roc_auc_score(labels, probs[:, 1]))
         else:
-            out["roc_auc"] = float(skm.roc_auc_score(labels, probs, multi_class="ovr", labels=classes))
+            out["roc_auc"] = float(
+                skm.roc_auc_score(labels, probs, multi_class="ovr", labels=classes)
+            )
     return out, confusion
 
 
 def normalize_confusion(confusion: np.ndarray) -> np.ndarray:
     """Row-normalised confusion matrix: each true class sums to 1."""
     totals = confusion.sum(axis=1, keepdims=True)
-    return np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=float), where=totals > 0)
+    return np.divide(
+        confusion, totals, out=np.zeros(confusion.shape, dtype=float), where=totals > 0
+    )
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -22,14 +22,18 @@ HEADER = ["ID", "label"]
 def read_test_ids(test_csv: str | Path) -> list[str]:
     test_csv = Path(test_csv)
     if not test_csv.is_file():
-        raise UserError("test CSV not found; pass --test-csv with one of the resnet_*_test.csv", test_csv)
+        raise UserError(
+            "test CSV not found; pass --test-csv with one of the resnet_*_test.csv", test_csv
+        )
     frame = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
     if list(frame.columns) != ["Path"]:
         raise UserError(f"header is {','.join(frame.columns)!r}, expected 'Path'", test_csv)
     return frame["Path"].tolist()
 
 
-def build_submission(ids: Sequence[str], predictions: dict[str, int], num_classes: int) -> pd.DataFrame:
+def build_submission(
+    ids: Sequence[str], predictions: dict[str, int], num_classes: int
+) -> pd.DataFrame:
     """Rows in the test CSV's order; every ID must have a prediction in the class set."""
     missing = [i for i in ids if i not in predictions]
     if missing:
@@ -43,9 +47,13 @@ def build_submission(ids: Sequence[str], predictions: dict[str, int], num_classe
     return frame
 
 
-def validate_submission(frame: pd.DataFrame, ids: Sequence[str], num_classes: int, where: str | Path | None = None) -> None:
+def validate_submission(
+    frame: pd.DataFrame, ids: Sequence[str], num_classes: int, where: str | Path | None = None
+) -> None:
     if list(frame.columns) != HEADER:
-        raise UserError(f"header is {','.join(map(str, frame.columns))!r}, expected 'ID,label'", where)
+        raise UserError(
+            f"header is {','.join(map(str, frame.columns))!r}, expected 'ID,label'", where
+        )
     if frame["ID"].tolist() != list(ids):
         raise UserError("IDs differ from the test CSV's (same IDs, same order needed)", where)
     labels = pd.to_numeric(frame["label"], errors="coerce")
@@ -68,11 +76,19 @@ def read_labelled_csv(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"cannot read CSV ({err})", path) from None
     if list(frame.columns) != HEADER:
-        raise UserError(f"header is {','.join(map(str, frame.columns))!r}, expected 'ID,label'", path)
+        raise UserError(
+            f"header is {','.join(map(str, frame.columns))!r}, expected 'ID,label'", path
+        )
     labels = pd.to_numeric(frame["label"], errors="coerce")
     if labels.isna().any() or (labels % 1 != 0).any() or (labels < 0).any():
-        row = int(np.flatnonzero((labels.isna() | (labels < 0)).to_numpy())[0]) if labels.isna().any() or (labels < 0).any() else 0
-        raise UserError(f"line {row + 2}: label {frame['label'].iloc[row]!r} is not a class number", path)
+        row = (
+            int(np.flatnonzero((labels.isna() | (labels < 0)).to_numpy())[0])
+            if labels.isna().any() or (labels < 0).any()
+            else 0
+        )
+        raise UserError(
+            f"line {row + 2}: label {frame['label'].iloc[row]!r} is not a class number", path
+        )
     frame["label"] = labels.astype(np.int64)
     return frame
 
@@ -91,5 +107,7 @@ def score(submission: str | Path, truth: str | Path) -> dict[str, float]:
     merged = true.merge(sub, on="ID", suffixes=("_true", "_pred"))
     num_classes = int(max(merged["label_true"].max(), merged["label_pred"].max())) + 1
     num_classes = max(num_classes, 2)
-    metrics, _ = metrics_from_predictions(merged["label_true"].to_numpy(), merged["label_pred"].to_numpy(), num_classes)
+    metrics, _ = metrics_from_predictions(
+        merged["label_true"].to_numpy(), merged["label_pred"].to_numpy(), num_classes
+    )
     return metrics

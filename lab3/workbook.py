@@ -211,14 +211,16 @@ def run_workbook(
     profile: str = "quick",
     models: Sequence[str] = ("resnet18", "resnet50", "resnet152"),
     out: str | Path | None = None,
-    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    notebooks_dir: str | Path | None = None,
     kernel_name: str | None = None,
     device: str = "auto",
     echo: Callable[..., None] = print,
 ) -> Path:
     """Execute every notebook of the workbook into a new run folder; returns the folder.
 
-    `kernel_name` defaults to the notebooks' own kernelspec (python3: this interpreter).
+    `notebooks_dir` defaults to the repository's notebooks/ (or ./notebooks when lab3 is not
+    installed from a checkout); `kernel_name` to the notebooks' own kernelspec (python3, which
+    jupyter_client starts with this interpreter).
     """
     import papermill
 
@@ -227,6 +229,8 @@ def run_workbook(
     if isinstance(models, str):
         models = models.split(",")
     models = _check_arguments(profile, models)
+    if notebooks_dir is None:
+        notebooks_dir = NOTEBOOKS_DIR if NOTEBOOKS_DIR.is_dir() else Path("notebooks")
     notebooks_dir = Path(notebooks_dir)
     sources = {name: notebooks_dir / f"{name}.ipynb" for name in NOTEBOOKS}
     missing = [p for p in sources.values() if not p.is_file()]

@@ -25,7 +25,7 @@ def fixtures() -> Path:
 
 @pytest.fixture(scope="session")
 def small_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthetic dataset in the course layout (real 450 px format), shared by the session."""
+    """A small synthetic dataset in the course layout (160 px images), shared by the session."""
     from lab3.data.synthetic import write_synthetic_dataset
 
     out = tmp_path_factory.mktemp("synthetic") / "data"

@@ -115,7 +115,13 @@ def test_corrupt_image_leaves_no_cache_behind(fixtures: Path, tmp_path: Path) ->
     bad.write_bytes(bad.read_bytes()[:5000])
     layout = load_layout(root, valid_fraction=0.3, test_fraction=0.2)
     with pytest.raises(UserError, match="UID_3_4_2_all.bmp: cannot decode image"):
-        load_or_build(layout, Pipeline.for_config("tightcrop", 32), cache_root=tmp_path / "cache", workers=1, progress=False)
+        load_or_build(
+            layout,
+            Pipeline.for_config("tightcrop", 32),
+            cache_root=tmp_path / "cache",
+            workers=1,
+            progress=False,
+        )
     leftovers = list((tmp_path / "cache").iterdir()) if (tmp_path / "cache").exists() else []
     assert leftovers == []
 
@@ -123,9 +129,16 @@ def test_corrupt_image_leaves_no_cache_behind(fixtures: Path, tmp_path: Path) ->
 def _loader(images: np.ndarray, seed: int, **kwargs) -> DeviceLoader:
     labels = np.arange(len(images)) % 2
     return DeviceLoader(
-        images, labels, np.arange(len(images)), batch_size=8, device="cpu",
-        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), seed=seed, **kwargs,
-    )  # fmt: skip
+        images,
+        labels,
+        np.arange(len(images)),
+        batch_size=8,
+        device="cpu",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        seed=seed,
+        **kwargs,
+    )
 
 
 def test_loader_is_reproducible_per_seed_and_epoch() -> None:
@@ -134,16 +147,25 @@ def test_loader_is_reproducible_per_seed_and_epoch() -> None:
     a, b, c = (_loader(images, s, augment=Augment(), shuffle=True) for s in (1, 1, 2))
     batches_a = [(x, r) for x, _, r in a]
     batches_b = [(x, r) for x, _, r in b]
-    assert all(torch.equal(x1, x2) and (r1 == r2).all() for (x1, r1), (x2, r2) in zip(batches_a, batches_b))
-    assert not np.array_equal(np.concatenate([r for _, r in batches_a]), np.concatenate([r for _, _, r in c]))
+    assert all(
+        torch.equal(x1, x2) and (r1 == r2).all()
+        for (x1, r1), (x2, r2) in zip(batches_a, batches_b, strict=True)
+    )
+    assert not np.array_equal(
+        np.concatenate([r for _, r in batches_a]), np.concatenate([r for _, _, r in c])
+    )
     a.set_epoch(1)
     assert not np.array_equal(a.epoch_order(), b.epoch_order())
-    assert sorted(np.concatenate([r for _, _, r in a]).tolist()) == list(range(20))  # every image once
+    assert sorted(np.concatenate([r for _, _, r in a]).tolist()) == list(
+        range(20)
+    )  # every image once
 
 
 def test_loader_shards_cover_the_epoch_once() -> None:
     images = np.zeros((21, 4, 4, 3), np.uint8)
-    shards = [_loader(images, 0, shuffle=True, rank=r, world_size=3).epoch_order() for r in range(3)]
+    shards = [
+        _loader(images, 0, shuffle=True, rank=r, world_size=3).epoch_order() for r in range(3)
+    ]
     assert sorted(np.concatenate(shards).tolist()) == list(range(21))
 
 
@@ -171,7 +193,10 @@ def test_dihedral_augmentation_is_lossless() -> None:
     views = dihedral_views(batch, 8)
     for i in range(16):
         assert any(torch.equal(out[i], v[i]) for v in views)
-    assert len({int(q) * 2 + int(f) for q, f in zip(params["quarter"], params["flip"])}) > 4
+    assert (
+        len({int(q) * 2 + int(f) for q, f in zip(params["quarter"], params["flip"], strict=True)})
+        > 4
+    )
 
 
 def test_augment_spec_parsing() -> None:
@@ -214,7 +239,9 @@ def test_cache_decode_speed_is_reported(fixtures: Path, tmp_path: Path) -> None:
     # the cache path is how every image is decoded once; make sure reading it back is fast
     root = _cnmc_copy(fixtures, tmp_path)
     layout = load_layout(root, valid_fraction=0.3, test_fraction=0.2)
-    cache = load_or_build(layout, Pipeline.for_config("tightcrop", 32), cache_root=tmp_path / "c", progress=False)
+    cache = load_or_build(
+        layout, Pipeline.for_config("tightcrop", 32), cache_root=tmp_path / "c", progress=False
+    )
     started = time.perf_counter()
     total = sum(int(cache.images[i].sum()) for i in range(len(cache.images)))
     assert total > 0 and time.perf_counter() - started < 5

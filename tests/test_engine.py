@@ -20,17 +20,61 @@ from lab3.engine.train import KILL_HOOK, fit, lr_factor
 from lab3.errors import UserError
 
 TINY = ["--profile", "tiny", "--image-size", "32", "--train-limit", "32", "--device", "cpu"]
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc", "lr"]
+METRIC_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+]
 
 
-def _train(data: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "lab3", "train", "--model", "resnet18", "--data", str(data), "--out", str(out), *TINY, *extra]
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+def _train(
+    data: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "lab3",
+        "train",
+        "--model",
+        "resnet18",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TINY,
+        *extra,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
+    )
 
 
-def test_round_trip_train_evaluate_predict_score(small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_round_trip_train_evaluate_predict_score(
+    small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--model", "resnet18", "--data", str(small_synthetic), "--out", str(run), *TINY, "--epochs", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "resnet18",
+                "--data",
+                str(small_synthetic),
+                "--out",
+                str(run),
+                *TINY,
+                "--epochs",
+                "2",
+            ]
+        )
+        == 0
+    )
     history = pd.read_csv(run / "history.csv")
     assert history.columns.tolist() == [*METRIC_COLUMNS, "seconds", "images_per_s"]
     assert history["epoch"].tolist() == [1, 2]
@@ -45,20 +89,29 @@ def test_round_trip_train_evaluate_predict_score(small_synthetic: Path, tmp_path
     assert (run / "confusion_valid.png").stat().st_size > 1000
 
     submission = tmp_path / "submission.csv"
-    assert main(["predict", "--checkpoint", str(run / "best.pt"), "--out", str(submission), "--tta"]) == 0
+    assert (
+        main(["predict", "--checkpoint", str(run / "best.pt"), "--out", str(submission), "--tta"])
+        == 0
+    )
     frame = pd.read_csv(submission)
     test_ids = pd.read_csv(small_synthetic / "resnet_18_test.csv")["Path"].tolist()
     assert frame.columns.tolist() == ["ID", "label"] and frame["ID"].tolist() == test_ids
     assert set(frame["label"]) <= {0, 1}
 
     capsys.readouterr()
-    assert main(["score", str(submission), "--truth", str(small_synthetic / "test_labels.csv")]) == 0
+    assert (
+        main(["score", str(submission), "--truth", str(small_synthetic / "test_labels.csv")]) == 0
+    )
     accuracy = float(capsys.readouterr().out.splitlines()[1].split(":")[1])
     truth = pd.read_csv(small_synthetic / "test_labels.csv").set_index("ID")["label"]
-    assert accuracy == pytest.approx((frame.set_index("ID")["label"] == truth[frame["ID"]]).mean(), abs=1e-4)
+    assert accuracy == pytest.approx(
+        (frame.set_index("ID")["label"] == truth[frame["ID"]]).mean(), abs=1e-4
+    )
 
 
-def test_resume_after_a_real_kill_reproduces_the_history(small_synthetic: Path, tmp_path: Path) -> None:
+def test_resume_after_a_real_kill_reproduces_the_history(
+    small_synthetic: Path, tmp_path: Path
+) -> None:
     straight = _train(small_synthetic, tmp_path / "straight", "--epochs", "3")
     assert straight.returncode == 0, straight.stderr
     killed = _train(small_synthetic, tmp_path / "killed", "--epochs", "3", env={KILL_HOOK: "2"})
@@ -82,7 +135,9 @@ def test_existing_run_folder_is_never_overwritten(small_synthetic: Path, tmp_pat
     assert (run / "history.csv").read_text() == "precious\n"
 
 
-def test_crash_during_checkpoint_write_keeps_the_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_during_checkpoint_write_keeps_the_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.ones(3)}, "arch": "resnet18", "epoch": 1})
 
@@ -100,14 +155,25 @@ def test_crash_during_checkpoint_write_keeps_the_previous(tmp_path: Path, monkey
 
 
 def test_nan_loss_stops_with_a_clear_message(small_synthetic: Path, tmp_path: Path) -> None:
-    config = make_config("tiny", model="resnet18", data=str(small_synthetic), out=str(tmp_path / "r"),
-                         image_size=32, lr=1e6, weight_decay=0.0, label_smoothing=0.0, device="cpu",
-                         epochs=2)  # fmt: skip
+    config = make_config(
+        "tiny",
+        model="resnet18",
+        data=str(small_synthetic),
+        out=str(tmp_path / "r"),
+        image_size=32,
+        lr=1e6,
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        device="cpu",
+        epochs=2,
+    )
     with pytest.raises(UserError, match="loss became"):
         fit(config, progress=False)
 
 
-def test_bad_checkpoints_and_test_csvs(small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_checkpoints_and_test_csvs(
+    small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt: checkpoint not found" in capsys.readouterr().err
     junk = tmp_path / "junk.pt"
@@ -117,29 +183,79 @@ def test_bad_checkpoints_and_test_csvs(small_synthetic: Path, tmp_path: Path, ca
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_wrong_architecture_names_both(small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_wrong_architecture_names_both(
+    small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from lab3.engine.checkpoint import load_weights
     from lab3.models import build_model
 
     run = tmp_path / "run"
-    assert main(["train", "--model", "resnet18", "--data", str(small_synthetic), "--out", str(run), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "resnet18",
+                "--data",
+                str(small_synthetic),
+                "--out",
+                str(run),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     state = read_checkpoint(run / "best.pt")
-    with pytest.raises(UserError, match="checkpoint holds resnet18 with 2 classes, but the model is resnet50 with 2"):
+    with pytest.raises(
+        UserError,
+        match="checkpoint holds resnet18 with 2 classes, but the model is resnet50 with 2",
+    ):
         load_weights(build_model("resnet50", num_classes=2), state, run / "best.pt")
     with pytest.raises(UserError, match="but the model is resnet18 with 5 classes"):
         load_weights(build_model("resnet18", num_classes=5), state, run / "best.pt")
     resumed = _train(small_synthetic, run, "--resume", "--epochs", "2")
     assert resumed.returncode == 0
     wrong = subprocess.run(
-        [sys.executable, "-m", "lab3", "train", "--model", "resnet50", "--data", str(small_synthetic), "--out", str(run), "--resume", *TINY],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lab3",
+            "train",
+            "--model",
+            "resnet50",
+            "--data",
+            str(small_synthetic),
+            "--out",
+            str(run),
+            "--resume",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert wrong.returncode == 2 and "trained as resnet18, not resnet50" in wrong.stderr
     # a test CSV of another dataset
     other = tmp_path / "other_test.csv"
     other.write_text("Path\n./new_dataset/test/9999.bmp\n")
-    assert main(["predict", "--checkpoint", str(run / "best.pt"), "--test-csv", str(other), "--out", str(tmp_path / "s.csv")]) == 2
-    assert "other_test.csv: 1 IDs (first: ./new_dataset/test/9999.bmp) are not test images" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--test-csv",
+                str(other),
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "other_test.csv: 1 IDs (first: ./new_dataset/test/9999.bmp) are not test images"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "s.csv").exists()
 
 

@@ -26,7 +26,9 @@ def _course_subset(fixtures: Path, tmp: Path, n: int = 6, doubled: bool = False)
         for rel in frame["Path"]:
             path = image_base / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(path, format="BMP")
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(
+                path, format="BMP"
+            )
     return root
 
 
@@ -94,7 +96,9 @@ def test_cnmc_fold_layout_subject_disjoint(fixtures: Path, tmp_path: Path) -> No
         dest = tmp_path / "C-NMC_training_data" / f"fold_{i % 3}" / cls / path.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest)
-    layout = load_layout(tmp_path, split_mode="subject", valid_fraction=0.2, test_fraction=0.2, seed=3)
+    layout = load_layout(
+        tmp_path, split_mode="subject", valid_fraction=0.2, test_fraction=0.2, seed=3
+    )
     by_subject = layout.table.groupby("subject")["split"].nunique()
     assert (by_subject == 1).all()
     assert layout.table["id"].str.startswith("./C-NMC_training_data/fold_").all()
@@ -120,7 +124,9 @@ def test_split_modes_are_seeded_and_stratified() -> None:
 def test_missing_image_names_csv_and_line(fixtures: Path, tmp_path: Path) -> None:
     root = _course_subset(fixtures, tmp_path)
     (root / "new_dataset" / "valid" / "2.bmp").unlink()
-    with pytest.raises(UserError, match=r"valid\.csv: line 4: image './new_dataset/valid/2\.bmp' not found"):
+    with pytest.raises(
+        UserError, match=r"valid\.csv: line 4: image './new_dataset/valid/2\.bmp' not found"
+    ):
         load_layout(root)
 
 
@@ -128,7 +134,9 @@ def test_wrong_header(fixtures: Path, tmp_path: Path) -> None:
     root = _course_subset(fixtures, tmp_path)
     text = (root / "train.csv").read_text().replace("Path,label", "path,class", 1)
     (root / "train.csv").write_text(text)
-    with pytest.raises(UserError, match=r"train\.csv: header is 'path,class', expected 'Path,label'"):
+    with pytest.raises(
+        UserError, match=r"train\.csv: header is 'path,class', expected 'Path,label'"
+    ):
         load_layout(root)
 
 

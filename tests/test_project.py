@@ -34,7 +34,9 @@ def test_environment_yml_matches_pyproject() -> None:
 
 
 def test_cli_help_lists_every_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "lab3", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lab3", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("synth", "data", "train", "evaluate", "predict", "score", "run", "report"):
         assert command in out
 
@@ -43,18 +45,32 @@ def test_bad_data_folder_is_one_line_exit_2(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("nothing here")
     result = subprocess.run(
         [sys.executable, "-m", "lab3", "data", "summary", "--data", str(tmp_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "no known dataset layout" in result.stderr
+    assert (
+        len(result.stderr.strip().splitlines()) == 1 and "no known dataset layout" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
 def test_data_summary_on_synthetic(small_synthetic: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "lab3", "data", "summary", "--data", str(small_synthetic), "--image-size", "32"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lab3",
+            "data",
+            "summary",
+            "--data",
+            str(small_synthetic),
+            "--image-size",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "layout: course" in out and "train" in out and "cache (tightcrop,resize:32)" in out

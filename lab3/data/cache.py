@@ -87,7 +87,9 @@ def load_or_build(
             index = {}
         if index.get("fingerprint") == current and index.get("paths") == paths:
             images = np.load(folder / "images.npy", mmap_mode="r")
-            return ImageCache(folder, images, tuple(index["mean"]), tuple(index["std"]), str(pipeline), False)
+            return ImageCache(
+                folder, images, tuple(index["mean"]), tuple(index["std"]), str(pipeline), False
+            )
         print_(f"cache: inputs changed, rebuilding {folder.name}")
     _build(folder, layout.table, pipeline, current, workers, progress)
     cache = load_or_build(layout, pipeline, cache_root, workers, progress=False)
@@ -114,11 +116,15 @@ def _build(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+        images = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape
+        )
         images[0] = first
         workers = workers or os.cpu_count() or 1
         jobs = ((p, spec) for p in paths[1:])
-        bar = tqdm(total=len(paths), initial=1, desc="decoding images", unit="img", disable=not progress)
+        bar = tqdm(
+            total=len(paths), initial=1, desc="decoding images", unit="img", disable=not progress
+        )
         with bar:
             if workers > 1 and len(paths) > 64:
                 with ProcessPoolExecutor(workers) as pool:
@@ -166,14 +172,19 @@ def _check_shape(image: np.ndarray, shape: tuple[int, ...], path: str) -> np.nda
     return image
 
 
-def channel_stats(images: np.ndarray, rows: np.ndarray, chunk: int = 64) -> tuple[list[float], list[float]]:
+def channel_stats(
+    images: np.ndarray, rows: np.ndarray, chunk: int = 64
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (in [0, 1]) of the given rows, computed in chunks."""
     channels = images.shape[-1]
     total = np.zeros(channels)
     total_sq = np.zeros(channels)
     count = 0
     for start in range(0, len(rows), chunk):
-        block = images[np.sort(rows[start : start + chunk])].reshape(-1, channels).astype(np.float64) / 255
+        block = (
+            images[np.sort(rows[start : start + chunk])].reshape(-1, channels).astype(np.float64)
+            / 255
+        )
         total += block.sum(0)
         total_sq += (block**2).sum(0)
         count += block.shape[0]

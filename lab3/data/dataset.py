@@ -1,4 +1,4 @@
-"""The lab's custom Dataset, with the course skeleton's contract (`getData`, `__len__`, `__getitem__`).
+"""The custom Dataset, with the course skeleton's contract: `getData`, `__len__`, `__getitem__`.
 
 A student can use it exactly as the course's ``dataloader.py`` is used::
 

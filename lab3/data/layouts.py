@@ -5,7 +5,8 @@ Three layouts are recognised, in this order:
 * ``course``: the lab's Kaggle data (``train.csv``/``valid.csv`` with ``Path,label``, the
   ``resnet_<depth>_test.csv`` files with ``Path``), images under ``new_dataset/`` or the doubled
   ``new_dataset/new_dataset/`` that unzipping often leaves behind;
-* ``cnmc``: C-NMC 2019 as distributed (``fold_*/all|hem/UID_<subject>_<image>_<cell>_<all|hem>.bmp``),
+* ``cnmc``: C-NMC 2019 as distributed
+  (``fold_*/all|hem/UID_<subject>_<image>_<cell>_<all|hem>.bmp``),
   or a flat folder of such files, split here by image, stratified, or by subject;
 * ``retinopathy``: the earlier edition's headerless one-column CSVs and ``<name>.jpeg`` images.
 
@@ -34,7 +35,9 @@ TEST_CSVS = {
     "resnet152": "resnet_152_test.csv",
 }
 TRUTH_CSV = "test_labels.csv"  # ID,label: the truth for local scoring (the synthetic set ships it)
-CNMC_NAME = re.compile(r"^UID_(?P<subject>[A-Za-z]?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<cls>all|hem)\.bmp$")
+CNMC_NAME = re.compile(
+    r"^UID_(?P<subject>[A-Za-z]?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<cls>all|hem)\.bmp$"
+)
 SPLIT_MODES = ("random", "stratified", "subject")
 
 
@@ -110,7 +113,9 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read CSV ({err}); expected header {','.join(columns)}", path) from None
+        raise UserError(
+            f"cannot read CSV ({err}); expected header {','.join(columns)}", path
+        ) from None
     if list(frame.columns) != columns:
         raise UserError(
             f"header is {','.join(map(str, frame.columns))!r}, expected {','.join(columns)!r}", path
@@ -161,7 +166,9 @@ def _course_layout(root: Path, check_files: bool) -> Layout:
     for split, name in (("train", "train.csv"), ("valid", "valid.csv")):
         csv = root / name
         if not csv.is_file():
-            raise UserError(f"{name} is missing; the course layout needs train.csv and valid.csv", root)
+            raise UserError(
+                f"{name} is missing; the course layout needs train.csv and valid.csv", root
+            )
         frame = _read_csv(csv, ["Path", "label"])
         if frame.empty:
             raise UserError(f"the {split} split is empty; {name} has no rows", csv)
@@ -184,7 +191,9 @@ def _course_layout(root: Path, check_files: bool) -> Layout:
     rows = []
     for split, csv, paths, labels in frames:
         for i, (rel, label) in enumerate(zip(paths, labels, strict=True)):
-            rows.append((_resolve(base, root, rel, csv, i + 2, check_files), int(label), split, rel))
+            rows.append(
+                (_resolve(base, root, rel, csv, i + 2, check_files), int(label), split, rel)
+            )
     for rel, label in zip(test_paths, test_labels, strict=True):
         csv, line = test_source[rel]
         rows.append((_resolve(base, root, rel, csv, line, check_files), int(label), "test", rel))

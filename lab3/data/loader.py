@@ -106,9 +106,15 @@ class DeviceLoader:
                 batch, labels, rows = pending.result()
                 if i + 1 < len(batches):
                     pending = prefetch.submit(self._host_batch, batches[i + 1])
-                yield self._to_device(batch, labels, generator), labels.to(self.device, non_blocking=True), rows
+                yield (
+                    self._to_device(batch, labels, generator),
+                    labels.to(self.device, non_blocking=True),
+                    rows,
+                )
 
-    def _to_device(self, batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _to_device(
+        self, batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         if self.augment is not None:
             x = self.augment(x, generator)

@@ -79,7 +79,11 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
         return image
     squeeze = image.ndim == 3 and image.shape[2] == 1
     pil = Image.fromarray(image[..., 0] if squeeze else image)
-    out = np.asarray(pil.resize((size, size), Image.Resampling.BOX if size < pil.width else Image.Resampling.BILINEAR))
+    out = np.asarray(
+        pil.resize(
+            (size, size), Image.Resampling.BOX if size < pil.width else Image.Resampling.BILINEAR
+        )
+    )
     return out[..., None] if squeeze else out
 
 
@@ -233,8 +237,12 @@ class Augment:
             return torch.rand(*shape, generator=generator) * 2 - 1
 
         params = {
-            "quarter": torch.randint(0, 4, (n,), generator=generator) if self.dihedral else torch.zeros(n, dtype=torch.long),
-            "flip": torch.randint(0, 2, (n,), generator=generator).bool() if self.dihedral else torch.zeros(n, dtype=torch.bool),
+            "quarter": torch.randint(0, 4, (n,), generator=generator)
+            if self.dihedral
+            else torch.zeros(n, dtype=torch.long),
+            "flip": torch.randint(0, 2, (n,), generator=generator).bool()
+            if self.dihedral
+            else torch.zeros(n, dtype=torch.bool),
             "angle": uniform(n) * self.max_rotation if self.affine else torch.zeros(n),
             "scale": 1 + uniform(n) * self.max_scale if self.affine else torch.ones(n),
             "shift": uniform(n, 2) * self.max_shift * 2 if self.affine else torch.zeros(n, 2),
@@ -268,14 +276,18 @@ def apply_augmentation(images: torch.Tensor, params: dict[str, torch.Tensor]) ->
     there, so a CUDA batch needs no host synchronisation)."""
     n, c = images.shape[:2]
     exact = bool(
-        (params["angle"] == 0).all() and (params["scale"] == 1).all() and (params["shift"] == 0).all()
+        (params["angle"] == 0).all()
+        and (params["scale"] == 1).all()
+        and (params["shift"] == 0).all()
     )
     if exact:
         images = dihedral_batch(images, params["quarter"], params["flip"])
     else:
         theta = affine_matrices(params).to(device=images.device, dtype=images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        images = F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
     gain = params["gain"][:, :c] if c == 3 else params["gain"][:, :1]
     factor = gain * params["brightness"][:, None]
     if not bool((factor == 1).all()):

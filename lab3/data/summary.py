@@ -17,7 +17,9 @@ def counts_table(layout: Layout) -> pd.DataFrame:
     table = layout.table.assign(
         cls=layout.table["label"].map(lambda v: layout.class_names[v] if v >= 0 else "unlabelled")
     )
-    counts = table.pivot_table(index="split", columns="cls", values="path", aggfunc="count", fill_value=0)
+    counts = table.pivot_table(
+        index="split", columns="cls", values="path", aggfunc="count", fill_value=0
+    )
     counts = counts.reindex([s for s in ("train", "valid", "test") if s in counts.index])
     counts["total"] = counts.sum(axis=1)
     return counts
@@ -44,8 +46,7 @@ def dataset_summary(data: str | Path, image_size: int = 64, preprocess: str = "t
         counts_table(layout).to_string(),
         "",
         f"share of label 1 in train: {(layout.split('train')['label'] == 1).mean():.1%}",
-        "image sizes (sample): "
-        + ", ".join(f"{k} ({v})" for k, v in image_sizes(layout).items()),
+        "image sizes (sample): " + ", ".join(f"{k} ({v})" for k, v in image_sizes(layout).items()),
     ]
     if layout.table["subject"].astype(bool).any():
         per_split = layout.table.groupby("split")["subject"].nunique().to_dict()

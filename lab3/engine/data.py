@@ -37,7 +37,9 @@ class PreparedData:
         rows = self.rows(split)
         return len(rows) > 0 and bool((self.labels[rows] >= 0).all())
 
-    def loader(self, split: str, train: bool = False, batch_size: int | None = None) -> DeviceLoader:
+    def loader(
+        self, split: str, train: bool = False, batch_size: int | None = None
+    ) -> DeviceLoader:
         config = self.config
         return DeviceLoader(
             self.images,

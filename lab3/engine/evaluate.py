@@ -150,7 +150,11 @@ def predict_submission(
     if data is not None:
         config.data = str(data)
     prepared = prepare_data(config, progress=progress)
-    csv = Path(test_csv) if test_csv else default_test_csv(prepared.layout.test_csvs, state["arch"], config.data)
+    csv = (
+        Path(test_csv)
+        if test_csv
+        else default_test_csv(prepared.layout.test_csvs, state["arch"], config.data)
+    )
     ids = read_test_ids(csv)
     model, _, _ = model_from_checkpoint(checkpoint, prepared.device)
     views = tta if tta is not None else config.tta

@@ -33,9 +33,18 @@ from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model
 
 HISTORY_COLUMNS = [
-    "epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "seconds", "images_per_s",
-]  # fmt: skip
-KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"  # tests: SIGKILL this process right after that epoch's checkpoint
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "lr",
+    "seconds",
+    "images_per_s",
+]
+KILL_HOOK = (
+    "LAB3_KILL_AFTER_EPOCH"  # tests: SIGKILL this process right after that epoch's checkpoint
+)
 
 
 class TrainingDiverged(UserError):
@@ -66,7 +75,9 @@ class RunFolder:
             path = Path("outputs") / "runs" / f"{config.model}-{stamp}"
         if resume:
             if not (path / "last.pt").is_file():
-                raise UserError("nothing to resume: no last.pt here; drop --resume to start a run", path)
+                raise UserError(
+                    "nothing to resume: no last.pt here; drop --resume to start a run", path
+                )
         elif path.exists() and any(path.iterdir()):
             raise UserError(
                 "run folder already exists; pass --resume to continue it or choose another --out",
@@ -117,7 +128,7 @@ def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
 
 
 class WeightAverage:
-    """Exponential moving average of the weights (and BN buffers), evaluated instead of the raw model."""
+    """Exponential moving average of weights and BN buffers, evaluated instead of the raw model."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
@@ -128,7 +139,9 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))  # short runs: do not lag behind
-        for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+        for avg, cur in zip(
+            self.model.state_dict().values(), model.state_dict().values(), strict=True
+        ):
             if avg.dtype.is_floating_point:
                 avg.lerp_(cur, 1 - decay)
             else:
@@ -144,7 +157,8 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         saved = TrainConfig.from_dict(previous["config"])
         if saved.model != config.model:
             raise UserError(
-                f"last.pt was trained as {saved.model}, not {config.model}; pass --model {saved.model}",
+                f"last.pt was trained as {saved.model}, not {config.model}; "
+                f"pass --model {saved.model}",
                 run.path / "last.pt",
             )
     data = prepare_data(config, progress=progress)
@@ -205,7 +219,12 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
             train_model.train()
-            bar = tqdm(train_loader, desc=f"{config.model} {epoch}/{config.epochs}", leave=False, disable=not progress)
+            bar = tqdm(
+                train_loader,
+                desc=f"{config.model} {epoch}/{config.epochs}",
+                leave=False,
+                disable=not progress,
+            )
             for images, labels, _ in bar:
                 factor = lr_factor(step, total_steps, warmup_steps, config.schedule)
                 for group in optimizer.param_groups:
@@ -226,7 +245,10 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
             train_loss = loss_sum.item() / max(seen, 1)
         except KeyboardInterrupt:
             interrupted = True
-            log(f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: continue with --resume")
+            log(
+                f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
+                "continue with --resume"
+            )
             break
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
@@ -244,7 +266,9 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
                 metrics = evaluate_loader(eval_model, data.loader(split), autocast)
                 row[f"{split}_loss"] = round(metrics["loss"], 6)
                 row[f"{split}_acc"] = round(metrics["accuracy"], 6)
-        row["lr"] = round(config.lr * lr_factor(max(step - 1, 0), total_steps, warmup_steps, config.schedule), 8)
+        row["lr"] = round(
+            config.lr * lr_factor(max(step - 1, 0), total_steps, warmup_steps, config.schedule), 8
+        )
         row["seconds"] = round(time.perf_counter() - started, 3)
         row["images_per_s"] = round(seen / max(train_seconds, 1e-9), 1)
         history.append(row)
@@ -273,9 +297,14 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
             os.kill(os.getpid(), signal.SIGKILL)
     write_json_atomic(
         run.path / "result.json",
-        {"model": config.model, "best_epoch": best_epoch, "best_valid_acc": best_acc,
-         "epochs_done": len(history), "interrupted": interrupted},
-    )  # fmt: skip
+        {
+            "model": config.model,
+            "best_epoch": best_epoch,
+            "best_valid_acc": best_acc,
+            "epochs_done": len(history),
+            "interrupted": interrupted,
+        },
+    )
     return RunResult(run.path, frame, best_epoch, best_acc, interrupted)
 
 
