@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
@@ -181,6 +182,43 @@ def stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
+class LiveStatus:
+    """On a terminal, the latest line a notebook prints (an epoch, an ablation variant) shown after
+    its progress prefix and overwritten in place, so a long training notebook visibly advances;
+    elsewhere (logs, CI, tests) it stays silent and the run prints one line per notebook."""
+
+    def __init__(self, prefix: str, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self.prefix = prefix
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.pending = ""
+        self.shown = False
+
+    def write(self, text: str) -> int:
+        """papermill hands the kernel's stdout here (its `stdout_file`)."""
+        if not self.enabled:
+            return len(text)
+        self.pending += text
+        *complete, self.pending = self.pending.split("\n")
+        lines = [line.strip() for line in complete if line.strip()]
+        if lines:
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write(f"\r{self.prefix}  {lines[-1]}"[:width] + "\x1b[K")
+            self.stream.flush()
+            self.shown = True
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        """Erase the live status, leaving the prefix for the final word (ok / FAILED)."""
+        if self.shown:
+            self.stream.write(f"\r{self.prefix}\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+
 def _first_line(source: str) -> str:
     lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
     line = lines[0] if lines else ""
@@ -260,6 +298,7 @@ def run_workbook(
         output = executed / step.output
         prefix = f"[{index}/{len(steps)}] {step.output:<{width}}"
         echo(prefix, end="", flush=True)
+        live = LiveStatus(prefix)
         t0 = time.perf_counter()
         try:
             with stderr_to(run / KERNEL_LOG):
@@ -271,17 +310,21 @@ def run_workbook(
                     cwd=str(executed),
                     progress_bar=False,
                     log_output=False,
+                    stdout_file=live,
                     request_save_on_cell_execute=True,
                 )
         except KeyboardInterrupt:
+            live.clear()
             echo("  interrupted")
             echo(f"workbook: the partly executed notebook is kept at {output}")
             raise
         except Exception as err:  # papermill, nbclient and jupyter_client raise many types
+            live.clear()
             echo(f"  {time.perf_counter() - t0:7.1f} s  FAILED")
             record["failed"] = step.output
             write_json_atomic(run / "workbook.json", record)
             raise _failure(step, output, err) from None
+        live.clear()
         seconds = time.perf_counter() - t0
         record["notebooks"].append({"notebook": step.output, "seconds": round(seconds, 1)})
         echo(f"  {seconds:7.1f} s  ok")

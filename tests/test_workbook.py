@@ -3,6 +3,7 @@ PDF report), its failure reporting, and the `lab3.experiments` glue the notebook
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -384,3 +385,26 @@ def test_small_helpers() -> None:
     assert experiments.slug("tightcrop,equalize") == "tightcrop-equalize"
     assert experiments.join_names(["a", "b", "c"]) == "a, b and c"
     assert experiments.short_class_names(["normal (hem)", "blast (all)"]) == ["normal", "blast"]
+
+
+def test_live_status_only_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    live = workbook.LiveStatus("[4/7] 04_train_resnet18.ipynb", terminal)
+    live.write("resnet18 epoch 1/8  train loss 0.7\nresnet18 epoch 2/8 ")
+    assert terminal.getvalue().endswith(
+        "04_train_resnet18.ipynb  resnet18 epoch 1/8  train loss 0.7\x1b[K"
+    )
+    live.write(" train loss 0.6\n")
+    assert "epoch 2/8  train loss 0.6" in terminal.getvalue()
+    live.clear()
+    assert terminal.getvalue().endswith("\r[4/7] 04_train_resnet18.ipynb\x1b[K")
+
+    log = io.StringIO()
+    quiet = workbook.LiveStatus("[1/7] x", log)
+    assert quiet.write("epoch 1/8\n") == len("epoch 1/8\n")
+    quiet.clear()
+    assert log.getvalue() == ""
