@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
     p.add_argument("--split", choices=("valid", "test"), default="valid")
-    p.add_argument("--tta", action="store_true", help="average the 8 dihedral views")
+    p.add_argument("--tta", type=int, help="dihedral views to average, 1-8 (default: the run's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = sub.add_parser("predict", help="write the Kaggle submission CSV of a checkpoint")
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
     p.add_argument("--test-csv", help="default: resnet_<depth>_test.csv of the data folder")
     p.add_argument("--out", required=True, help="submission CSV to write")
-    p.add_argument("--tta", action="store_true", help="average the 8 dihedral views")
+    p.add_argument("--tta", type=int, help="dihedral views to average, 1-8 (default: the run's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = sub.add_parser("score", help="score a submission against the truth (local leaderboard)")
@@ -128,7 +128,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.checkpoint,
             args.data,
             args.test_csv,
-            tta=8 if args.tta else None,
+            tta=args.tta,
             device=args.device,
         )
         write_submission(frame, out)
@@ -220,7 +220,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from lab3.plots import plot_confusion_matrix
 
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, tta=8 if args.tta else None, device=args.device
+        args.checkpoint, args.data, args.split, tta=args.tta, device=args.device
     )
     print(f"{result.config.model} on the {args.split} split of {result.config.data}")
     print(format_metrics(result.metrics))

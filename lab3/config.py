@@ -108,12 +108,17 @@ class TrainConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     # The CPU demo on the synthetic default: each depth trains in a few minutes on 2 cores.
     "quick": {
-        "epochs": {"resnet18": 8, "resnet34": 6, "resnet50": 5, "resnet101": 4, "resnet152": 4},
+        # Tuned on the synthetic default (1200 training images, 2 cores): AdamW learns from
+        # scratch in few steps where SGD sits at the majority class; 48 px keeps ResNet152 at
+        # about 40 s an epoch; the lossless dihedral views are the only augmentation needed.
+        "epochs": {"resnet18": 10, "resnet34": 8, "resnet50": 6, "resnet101": 5, "resnet152": 4},
         "batch_size": 32,
-        "lr": 0.05,
+        "optimizer": "adamw",
+        "lr": 0.002,
+        "weight_decay": 0.01,
         "image_size": 48,
         "preprocess": "tightcrop",
-        "augment": "dihedral,affine,color",
+        "augment": "dihedral",
         "tta": 8,
     },
     # The GPU recipe for the real course data (one H100: minutes per depth).

@@ -346,7 +346,7 @@ ABLATION_VARIANTS: dict[str, str] = {
 }
 # Per profile: how long each variant trains (the profile's own settings apply otherwise).
 ABLATION: dict[str, dict[str, int]] = {
-    "quick": {"epochs": 4, "train_limit": 512},
+    "quick": {"epochs": 6, "train_limit": 800},
     "full": {"epochs": 15},
     "tiny": {"epochs": 1, "train_limit": 32},
 }
@@ -570,7 +570,7 @@ def cost_table(models: Sequence[str], image_size: int, num_classes: int = 2) -> 
     return pd.DataFrame(rows).set_index("model")
 
 
-def _realistic_batchnorm(model: nn.Module, seed: int) -> None:
+def realistic_batchnorm(model: nn.Module, seed: int) -> None:
     """Non-trivial BatchNorm affines and running statistics: with the default init every BN is
     the identity, so a swapped or missing one would go unnoticed in an output comparison."""
     generator = torch.Generator().manual_seed(seed)
@@ -601,7 +601,7 @@ def compare_with_reference(
     which lab3 never imports). A strict load proves the same tensors in the same places; equal
     outputs prove they are wired the same way. One row per input size.
     """
-    _realistic_batchnorm(reference, seed)
+    realistic_batchnorm(reference, seed)
     state = reference.state_dict()
     ours.load_state_dict(state, strict=True)  # raises, naming the keys, if anything differs
     ours.eval()

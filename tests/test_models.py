@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 
 from lab3.errors import UserError
+from lab3.experiments import realistic_batchnorm
 from lab3.models import (
     MODELS,
     BasicBlock,
@@ -39,25 +40,9 @@ def _reference(arch: str, **kwargs) -> nn.Module:
 
 
 def _make_realistic(model: nn.Module) -> None:
-    """Give every BatchNorm its own gamma/beta and running statistics measured on data.
-
-    With the default init every BatchNorm is the identity map, so swapped BatchNorms would go
-    unnoticed and a deep net's activations grow to ~1e8; this makes the comparison discriminating
-    and keeps outputs O(1) so an absolute tolerance of 1e-5 means something.
-    """
-    gen = torch.Generator().manual_seed(1)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for bn in bns:
-            bn.weight.uniform_(0.2, 0.6, generator=gen)
-            bn.bias.normal_(0.0, 0.1, generator=gen)
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average: one batch gives exact statistics
-        model.train()
-        model(torch.randn(4, 3, 64, 64, generator=gen))
-    for bn in bns:
-        bn.momentum = 0.1
-    model.eval()
+    """Non-trivial BatchNorms (see `realistic_batchnorm`), so the comparison discriminates and
+    outputs stay O(1), where an absolute tolerance of 1e-5 means something."""
+    realistic_batchnorm(model, seed=1)
 
 
 @pytest.fixture(scope="module", params=ARCHS)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lab3.data.layouts import Layout
 from lab3.data.preprocess import Pipeline, load_image

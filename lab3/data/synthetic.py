@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lab3.errors import UserError
 

@@ -40,6 +40,8 @@ def predict(
     autocast: contextlib.AbstractContextManager | None = None,
 ) -> Predictions:
     """Class probabilities for every image of the loader, averaged over `tta` dihedral views."""
+    if not 1 <= tta <= 8:
+        raise UserError(f"tta must be between 1 and 8 dihedral views, not {tta}")
     model.eval()
     autocast = autocast or contextlib.nullcontext()
     probs, labels, rows = [], [], []
@@ -116,7 +118,7 @@ def evaluate_checkpoint(
             "use --split valid (or provide test_labels.csv)",
             checkpoint,
         )
-    views = tta if tta is not None else 1
+    views = tta if tta is not None else config.tta
     result = predict(model, prepared.loader(split), views, config.autocast())
     metrics, confusion = classification_metrics(
         result.labels, result.probs, num_classes=prepared.layout.num_classes

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lab3.config import TrainConfig
 from lab3.engine.checkpoint import load_weights, read_checkpoint, save_checkpoint
@@ -291,7 +291,8 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         run.save("last.pt", state)
         if row["valid_acc"] > best_acc:
             best_acc, best_epoch = row["valid_acc"], epoch
-            run.save("best.pt", state)
+            # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer
+            run.save("best.pt", {k: v for k, v in state.items() if k != "optimizer"})
         log(format_row(config.model, config.epochs, row))
         if os.environ.get(KILL_HOOK) == str(epoch):
             os.kill(os.getpid(), signal.SIGKILL)
