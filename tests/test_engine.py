@@ -90,7 +90,17 @@ def test_round_trip_train_evaluate_predict_score(
 
     submission = tmp_path / "submission.csv"
     assert (
-        main(["predict", "--checkpoint", str(run / "best.pt"), "--out", str(submission), "--tta", "8"])
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--out",
+                str(submission),
+                "--tta",
+                "8",
+            ]
+        )
         == 0
     )
     frame = pd.read_csv(submission)
