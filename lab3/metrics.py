@@ -5,6 +5,8 @@ Weighted F1 is C-NMC 2019's official score; quadratic Cohen's kappa is the retin
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -72,3 +74,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
     for name, value in metrics.items():
         lines.append(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
     return "\n".join(lines)
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on n images."""
+    return math.sqrt(max(accuracy * (1 - accuracy), 1e-12) / max(n, 1))

@@ -13,6 +13,8 @@ writes lands in one place::
 
 A failing notebook stops the run with one line naming the notebook, the cell and the error; the
 partly executed notebook stays in the run folder (papermill saves it after every cell).
+
+`workbook_paths` gives the notebooks this layout, and `parse_models` their models parameter.
 """
 
 from __future__ import annotations
@@ -45,6 +47,49 @@ NOTEBOOKS = (
 )
 PER_MODEL = "04_train"
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
+
+
+@dataclass(frozen=True)
+class WorkbookPaths:
+    """The folders of one workbook run; every notebook writes only below `root`."""
+
+    root: Path
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def submissions(self) -> Path:
+        return self.root / "submissions"
+
+    @property
+    def ablation(self) -> Path:
+        return self.root / "ablation"
+
+    def run(self, model: str) -> Path:
+        return self.runs / model
+
+
+def workbook_paths(run_dir: str | Path) -> WorkbookPaths:
+    """The run folder's layout, created where missing (a notebook may run on its own)."""
+    paths = WorkbookPaths(Path(run_dir).expanduser().resolve())
+    for folder in (paths.figures, paths.runs, paths.submissions):
+        folder.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def parse_models(models: str | Sequence[str]) -> list[str]:
+    """Papermill passes the models as one comma string; notebooks want a list."""
+    names = models.split(",") if isinstance(models, str) else list(models)
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise UserError("no models given; pass e.g. models='resnet18,resnet50,resnet152'")
+    return names
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import torchvision
 from torch import nn
 
 from lab3.errors import UserError
-from lab3.experiments import realistic_batchnorm
 from lab3.models import (
     MODELS,
     BasicBlock,
@@ -29,6 +28,7 @@ from lab3.models import (
     resnet50,
     summary,
 )
+from lab3.models.reference import realistic_batchnorm
 
 ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 # Published multiply-accumulates per 224x224 image (torchvision's model cards, in GMACs).

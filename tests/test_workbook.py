@@ -1,5 +1,5 @@
 """The workbook end to end (every notebook through papermill on a tiny synthetic set, then the
-PDF report), its failure reporting, and the `lab3.experiments` glue the notebooks call."""
+PDF report), its failure reporting, and the glue the notebooks call."""
 
 from __future__ import annotations
 
@@ -16,13 +16,54 @@ import pytest
 import torch
 from PIL import Image
 
-from lab3 import experiments, workbook
+from lab3 import workbook
+from lab3.ablation import (
+    ABLATION_CSV,
+    ABLATION_VARIANTS,
+    ablation_findings,
+    ablation_summary,
+    ablation_table,
+    augmentation_views,
+    load_ablation,
+    preprocessing_panels,
+    run_ablation,
+    slug,
+    tta_label,
+)
 from lab3.cli import main
 from lab3.config import make_config
 from lab3.data.layouts import load_layout
+from lab3.engine.resume import fit_or_resume
 from lab3.errors import UserError
+from lab3.exploration import (
+    class_balance,
+    image_statistics,
+    load_images,
+    pick_samples,
+    skeleton_batch,
+    statistics_by_class,
+    subjects_per_split,
+)
+from lab3.formatting import join_names, pct, style_table
 from lab3.models import build_model
+from lab3.models.reference import (
+    compare_with_reference,
+    cost_table,
+    cost_text,
+    equivalence_text,
+    stage_table,
+)
+from lab3.narrative import discussion, headline
 from lab3.report import REPORT_SECTIONS, build_report, find_chromium
+from lab3.results import (
+    evaluate_runs,
+    highest_accuracy_table,
+    metrics_table,
+    pick_misclassified,
+    report_split,
+    short_class_names,
+)
+from lab3.workbook import parse_models
 
 MODELS = ["resnet18", "resnet50", "resnet152"]
 TEST_CSVS = {"resnet18": "resnet_18_test.csv", "resnet50": "resnet_50_test.csv",
@@ -236,38 +277,38 @@ def test_plan_runs_training_once_per_model() -> None:
     }  # fmt: skip
 
 
-# ------------------------------------------------------------------------- experiments glue
+# ------------------------------------------------------------------------------ notebook glue
 
 
 def test_data_exploration_helpers(small_synthetic: Path) -> None:
     layout = load_layout(small_synthetic)
-    balance = experiments.class_balance(layout)
+    balance = class_balance(layout)
     assert balance.loc["train", "images"] == 48
     assert balance.loc["train", list(layout.class_names)].sum() == pytest.approx(1.0)
-    subjects = experiments.subjects_per_split(layout)  # from the synthetic metadata.csv
+    subjects = subjects_per_split(layout)  # from the synthetic metadata.csv
     assert (
         subjects is not None
         and subjects.loc["train", "also in train"] == subjects.loc["train", "subjects"]
     )
-    samples = experiments.pick_samples(layout, "train", per_class=3)
+    samples = pick_samples(layout, "train", per_class=3)
     assert samples["label"].tolist() == [0, 0, 0, 1, 1, 1]
-    stats = experiments.image_statistics(layout, per_group=4)
+    stats = image_statistics(layout, per_group=4)
     assert stats["black_fraction"].between(0, 1).all() and (stats["width"] == 160).all()
     assert len(stats) == 4 * stats.groupby(["split", "label"]).ngroups
-    by_class = experiments.statistics_by_class(layout, stats)
+    by_class = statistics_by_class(layout, stats)
     assert list(by_class.index) == list(layout.class_names)
-    images, labels, size = experiments.skeleton_batch(small_synthetic, "tightcrop", 32, 8)
+    images, labels, size = skeleton_batch(small_synthetic, "tightcrop", 32, 8)
     assert tuple(images.shape) == (8, 3, 32, 32) and len(labels) == 8 and size == 48
 
 
 def test_preprocessing_views(small_synthetic: Path) -> None:
     layout = load_layout(small_synthetic)
-    image = experiments.load_images(layout.split("train")["path"][:1])[0]
-    panels, titles = experiments.preprocessing_panels([image, image], 40)
+    image = load_images(layout.split("train")["path"][:1])[0]
+    panels, titles = preprocessing_panels([image, image], 40)
     assert len(panels) == len(titles) == 12
     assert panels[1].shape == (40, 40, 3) and panels[5].shape == (40, 40, 3)
     assert panels[4].ndim == 2  # grey
-    views, names = experiments.augmentation_views(image, 40, count=5)
+    views, names = augmentation_views(image, 40, count=5)
     assert len(views) == 6 and names[0] == "input"
     assert all(v.shape == (40, 40, 3) and v.dtype == np.uint8 for v in views)
     assert not all(np.array_equal(views[0], v) for v in views[1:])
@@ -278,57 +319,57 @@ def test_fit_or_resume_reuses_a_finished_run_and_refuses_other_settings(
 ) -> None:
     config = make_config("tiny", model="resnet18", data=str(small_synthetic),
                          out=str(tmp_path / "r"), train_limit=32, device="cpu")  # fmt: skip
-    first = experiments.fit_or_resume(config)
+    first = fit_or_resume(config)
     stamp = (tmp_path / "r" / "best.pt").stat().st_mtime_ns
-    again = experiments.fit_or_resume(config)
+    again = fit_or_resume(config)
     assert (tmp_path / "r" / "best.pt").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(first.history.reset_index(drop=True), again.history)
     (tmp_path / "r" / "result.json").unlink()  # as after a kill: continues from last.pt
-    assert len(experiments.fit_or_resume(config).history) == 1
+    assert len(fit_or_resume(config).history) == 1
     other = make_config("tiny", model="resnet18", data=str(small_synthetic),
                         out=str(tmp_path / "r"), train_limit=32, image_size=40)  # fmt: skip
     with pytest.raises(UserError, match="image_size 32 -> 40"):
-        experiments.fit_or_resume(other)
+        fit_or_resume(other)
 
 
 def test_ablation_of_the_run_is_complete_and_reusable(
     run: Path, small_synthetic: Path, tmp_path: Path
 ) -> None:
-    table = pd.read_csv(run / "ablation" / experiments.ABLATION_CSV)
-    assert table["variant"].tolist() == [v for v in experiments.ABLATION_VARIANTS for _ in (1, 8)]
+    table = pd.read_csv(run / "ablation" / ABLATION_CSV)
+    assert table["variant"].tolist() == [v for v in ABLATION_VARIANTS for _ in (1, 8)]
     assert table["views"].tolist() == [1, 8] * 3
     assert table["valid_acc"].between(0, 1).all()
     copy = tmp_path / "ablation"
     shutil.copytree(run / "ablation", copy)
     checkpoint = copy / "tightcrop-equalize" / "best.pt"
     stamp = checkpoint.stat().st_mtime_ns
-    again = experiments.run_ablation(small_synthetic, copy, profile="tiny", device="cpu", tta=(1,))
+    again = run_ablation(small_synthetic, copy, profile="tiny", device="cpu", tta=(1,))
     assert checkpoint.stat().st_mtime_ns == stamp, "a finished variant must be reused"
     assert again["valid_acc"].tolist() == table.loc[table["views"] == 1, "valid_acc"].tolist()
-    wide = experiments.ablation_table(table)
-    assert list(wide.index) == list(experiments.ABLATION_VARIANTS)
+    wide = ablation_table(table)
+    assert list(wide.index) == list(ABLATION_VARIANTS)
 
 
 def test_ablation_prose_reads_gains_and_ties() -> None:
     rows = [("plain resize", 1, 0.70), ("plain resize", 8, 0.72),
             ("tight crop", 1, 0.75), ("tight crop", 8, 0.78)]  # fmt: skip
     table = pd.DataFrame(rows, columns=["variant", "views", "valid_acc"])
-    table["tta"] = table["views"].map(experiments.tta_label)
+    table["tta"] = table["views"].map(tta_label)
     table["valid_images"] = 300
-    found = experiments.ablation_summary(table)
+    found = ablation_summary(table)
     assert found["best_variant"] == "tight crop" and found["gains"]["tight crop"] == pytest.approx(
         0.05
     )
     assert found["tta_gain"] == pytest.approx(0.025)
-    text = experiments.ablation_findings(table)
+    text = ablation_findings(table)
     assert "**tight crop** with 8 views (TTA), 78.0 %" in text and "tight crop +5.0" in text
     assert "+2.5 points" in text and "2.4 points" in text  # the standard error on 300 images
     table["valid_acc"] = 0.7
-    assert experiments.ablation_findings(table).startswith("Every variant reached the same")
+    assert ablation_findings(table).startswith("Every variant reached the same")
 
 
 def test_model_tables_and_the_reference_check() -> None:
-    stages = experiments.stage_table(MODELS)
+    stages = stage_table(MODELS)
     assert stages["weighted layers"].tolist() == [18, 50, 152]
     assert stages.loc["ResNet152", ["layer1", "layer2", "layer3", "layer4"]].tolist() == [
         3,
@@ -336,55 +377,53 @@ def test_model_tables_and_the_reference_check() -> None:
         36,
         3,
     ]
-    costs = experiments.cost_table(["resnet18"], 64)
+    costs = cost_table(["resnet18"], 64)
     assert costs.loc["ResNet18", "GMACs @ 224 px"] == pytest.approx(1.82, abs=0.01)
-    assert "ResNet18 has 11.18 M parameters" in experiments.cost_text(costs)
+    assert "ResNet18 has 11.18 M parameters" in cost_text(costs)
     torch.manual_seed(0)
-    checks = experiments.compare_with_reference(
+    checks = compare_with_reference(
         build_model("resnet18"), build_model("resnet18"), [(3, 64, 64), (3, 40, 56)]
     )
     assert checks["equal"].all() and (checks["max abs diff"] == 0).all()
-    assert "are identical" in experiments.equivalence_text(checks)
+    assert "are identical" in equivalence_text(checks)
     with pytest.raises(RuntimeError, match="state_dict"):
-        experiments.compare_with_reference(build_model("resnet18"), build_model("resnet34"))
+        compare_with_reference(build_model("resnet18"), build_model("resnet34"))
 
 
 def test_evaluation_tables_and_discussion_from_the_run(run: Path, small_synthetic: Path) -> None:
-    results = experiments.evaluate_runs(run, ["resnet18", "resnet50"], small_synthetic, "cpu")
-    assert experiments.report_split(results) == "test"
-    metrics = experiments.metrics_table(results)
+    results = evaluate_runs(run, ["resnet18", "resnet50"], small_synthetic, "cpu")
+    assert report_split(results) == "test"
+    metrics = metrics_table(results)
     assert list(metrics.index) == [
         (m, s) for m in ("ResNet18", "ResNet50") for s in ("valid", "test")
     ]
     assert metrics["TTA views"].tolist() == [2] * 4  # the tiny profile's TTA
-    best = experiments.highest_accuracy_table(results)
+    best = highest_accuracy_table(results)
     assert {"best epoch", "best valid acc", "test acc, TTA x2"} <= set(best.columns)
-    picked = experiments.pick_misclassified(results["resnet18"], "test", count=3)
+    picked = pick_misclassified(results["resnet18"], "test", count=3)
     assert len(picked["images"]) == len(picked["true_labels"]) <= 3
     assert picked["class_names"] == ["normal", "blast"]
-    text = experiments.discussion(
-        results, experiments.load_ablation(run), load_layout(small_synthetic)
-    )
+    text = discussion(results, load_ablation(run), load_layout(small_synthetic))
     assert text.startswith("- ") and "ResNet50" in text and "Caveat" in text
     assert "synthetic stand-in dataset" in text and "test subjects also have cells" in text
-    assert "Highest test accuracy: **" in experiments.headline(results)
-    html = experiments.style_table(best, percent=["best valid acc"]).to_html()
+    assert "Highest test accuracy: **" in headline(results)
+    html = style_table(best, percent=["best valid acc"]).to_html()
     assert " %" in html
 
 
 def test_missing_training_run_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="run 04_train for it first"):
-        experiments.evaluate_runs(tmp_path, ["resnet18"])
+        evaluate_runs(tmp_path, ["resnet18"])
 
 
 def test_small_helpers() -> None:
-    assert experiments.parse_models(" resnet18, resnet50 ,") == ["resnet18", "resnet50"]
+    assert parse_models(" resnet18, resnet50 ,") == ["resnet18", "resnet50"]
     with pytest.raises(UserError):
-        experiments.parse_models("")
-    assert experiments.pct(0.9312) == "93.1 %" and experiments.pct(float("nan")) == "n/a"
-    assert experiments.slug("tightcrop,equalize") == "tightcrop-equalize"
-    assert experiments.join_names(["a", "b", "c"]) == "a, b and c"
-    assert experiments.short_class_names(["normal (hem)", "blast (all)"]) == ["normal", "blast"]
+        parse_models("")
+    assert pct(0.9312) == "93.1 %" and pct(float("nan")) == "n/a"
+    assert slug("tightcrop,equalize") == "tightcrop-equalize"
+    assert join_names(["a", "b", "c"]) == "a, b and c"
+    assert short_class_names(["normal (hem)", "blast (all)"]) == ["normal", "blast"]
 
 
 def test_live_status_only_on_a_terminal() -> None:

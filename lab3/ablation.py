@@ -1,0 +1,254 @@
+"""What notebook 02 (preprocessing experiments) computes: the preprocessing panels, augmented
+views, and the preprocessing/TTA ablation with its table and findings.
+
+The ablation trains short ResNet18 runs through `fit_or_resume`, so a re-run reuses them;
+its CSV is read back by the report's discussion (`load_ablation`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lab3.config import make_config
+from lab3.data.preprocess import Augment, Pipeline, equalize_foreground, tight_crop, to_grey
+from lab3.engine.evaluate import evaluate_checkpoint
+from lab3.engine.resume import fit_or_resume
+from lab3.fileio import write_text_atomic
+from lab3.formatting import pct
+from lab3.metrics import standard_error
+from lab3.plots import pretty_model_name
+from lab3.workbook import WorkbookPaths
+
+
+def preprocessing_steps(image: np.ndarray, image_size: int) -> tuple[list[np.ndarray], list[str]]:
+    """The host-side steps applied to one image, one panel each, titled with their sizes."""
+    cropped = tight_crop(image)
+    panels = [
+        (image, f"raw {image.shape[1]} px"),
+        (Pipeline.for_config("none", image_size)(image), f"plain resize to {image_size} px"),
+        (cropped, f"tight crop ({cropped.shape[1]} px)"),
+        (equalize_foreground(cropped), "+ cell-only equalisation"),
+        (to_grey(cropped)[..., 0], "grey (one channel)"),
+        (Pipeline.for_config("tightcrop", image_size)(image), f"tight crop to {image_size} px"),
+    ]
+    return [p for p, _ in panels], [t for _, t in panels]
+
+
+def preprocessing_panels(
+    images: Sequence[np.ndarray], image_size: int
+) -> tuple[list[np.ndarray], list[str]]:
+    """`preprocessing_steps` of several images, one row of panels each."""
+    panels: list[np.ndarray] = []
+    titles: list[str] = []
+    for image in images:
+        steps, names = preprocessing_steps(image, image_size)
+        panels += steps
+        titles += names
+    return panels, titles
+
+
+def augmentation_views(
+    image: np.ndarray,
+    image_size: int,
+    augment: str = "dihedral,affine,color",
+    count: int = 7,
+    preprocess: str = "tightcrop",
+    seed: int = 0,
+) -> tuple[list[np.ndarray], list[str]]:
+    """The working-size image and `count` random training views of it, as the model sees them."""
+    base = Pipeline.for_config(preprocess, image_size)(image)
+    augmenter = Augment.parse(augment)
+    batch = torch.tensor(base).permute(2, 0, 1).float().div(255)
+    batch = batch.unsqueeze(0).repeat(count, 1, 1, 1)
+    if augmenter is not None:
+        batch = augmenter(batch, torch.Generator().manual_seed(seed))
+    views = (batch.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    images = [base, *list(views)]
+    return images, ["input", *[f"view {i + 1}" for i in range(count)]]
+
+
+# The preprocessing ablation: resnet18 for a few epochs per host pipeline (label -> spec).
+ABLATION_VARIANTS: dict[str, str] = {
+    "plain resize": "none",
+    "tight crop": "tightcrop",
+    "tight crop + equalise": "tightcrop,equalize",
+}
+# Per profile: how long each variant trains (the profile's own settings apply otherwise).
+ABLATION: dict[str, dict[str, int]] = {
+    "quick": {"epochs": 4, "train_limit": 800},
+    "full": {"epochs": 15},
+    "tiny": {"epochs": 1, "train_limit": 32},
+}
+ABLATION_TTA = (1, 8)
+ABLATION_CSV = "ablation.csv"
+
+
+def slug(text: str) -> str:
+    """A folder name for a preprocessing spec: 'tightcrop,equalize' -> 'tightcrop-equalize'."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "none"
+
+
+def tta_label(views: int) -> str:
+    return "1 view (no TTA)" if views == 1 else f"{views} views (TTA)"
+
+
+def run_ablation(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    variants: Mapping[str, str] | Sequence[str] | None = None,
+    profile: str = "quick",
+    model: str = "resnet18",
+    epochs: int | None = None,
+    train_limit: int | None = None,
+    device: str = "auto",
+    tta: Sequence[int] = ABLATION_TTA,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Train `model` once per preprocessing variant into `out_dir/<variant>/` and evaluate the
+    best checkpoint on the validation split with each number of TTA views.
+
+    Finished variants are reused, interrupted ones resumed, so the notebook can be re-run.
+    Returns one row per (variant, TTA) and writes it to `out_dir/ablation.csv`.
+    """
+    if variants is None:
+        variants = ABLATION_VARIANTS
+    named = dict(variants) if isinstance(variants, Mapping) else {v: v for v in variants}
+    settings = {**ABLATION.get(profile, {})}
+    if epochs is not None:
+        settings["epochs"] = epochs
+    if train_limit is not None:
+        settings["train_limit"] = train_limit
+    out_dir = Path(out_dir)
+    rows = []
+    for label, spec in named.items():
+        config = make_config(
+            profile,
+            model=model,
+            data=str(data_dir),
+            out=str(out_dir / slug(spec)),
+            preprocess=spec,
+            device=device,
+            **settings,
+        )
+        result = fit_or_resume(config, progress=progress)
+        seconds = float(pd.to_numeric(result.history.get("seconds"), errors="coerce").sum())
+        for views in tta:
+            evaluation = evaluate_checkpoint(
+                result.run_dir / "best.pt", split="valid", tta=views, device=device
+            )
+            rows.append(
+                {
+                    "variant": label,
+                    "preprocess": spec,
+                    "tta": tta_label(views),
+                    "views": views,
+                    "valid_acc": evaluation.metrics["accuracy"],
+                    "balanced_acc": evaluation.metrics["balanced_accuracy"],
+                    "roc_auc": evaluation.metrics.get("roc_auc", float("nan")),
+                    "valid_images": int(evaluation.metrics["n"]),
+                    "best_epoch": result.best_epoch,
+                    "epochs": config.epochs,
+                    "train_images": config.train_limit or None,
+                    "train_seconds": round(seconds, 1),
+                }
+            )
+        print(
+            f"ablation {label!r}: best valid {pct(result.best_valid_acc)} at epoch "
+            f"{result.best_epoch}/{config.epochs} ({seconds:.0f} s)"
+        )
+    frame = pd.DataFrame(rows)
+    write_text_atomic(out_dir / ABLATION_CSV, frame.to_csv(index=False))
+    return frame
+
+
+def ablation_summary(ablation: pd.DataFrame) -> dict[str, Any]:
+    """The ablation's findings as numbers: best variant, gains over plain resize and from TTA."""
+    with_tta = ablation[ablation["views"] == ablation["views"].max()]
+    without = ablation[ablation["views"] == ablation["views"].min()]
+    best = ablation.loc[ablation["valid_acc"].idxmax()]
+    by_variant = without.set_index("variant")["valid_acc"]
+    baseline = by_variant.iloc[0]
+    tta_gain = float(
+        (with_tta.set_index("variant")["valid_acc"] - without.set_index("variant")["valid_acc"])
+        .dropna()
+        .mean()
+    )
+    return {
+        "best_variant": str(best["variant"]),
+        "best_tta": str(best["tta"]),
+        "best_acc": float(best["valid_acc"]),
+        "baseline_variant": str(by_variant.index[0]),
+        "gains": {str(k): float(v - baseline) for k, v in by_variant.iloc[1:].items()},
+        "tta_gain": tta_gain if ablation["views"].nunique() > 1 else float("nan"),
+        "tta_views": int(ablation["views"].max()),
+        "tied": bool(np.isclose(ablation["valid_acc"].max(), ablation["valid_acc"].min())),
+    }
+
+
+def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: validation accuracy per number of TTA views, side by side."""
+    wide = ablation.pivot_table(index="variant", columns="tta", values="valid_acc", sort=False)
+    wide.columns = [f"valid acc, {c}" for c in wide.columns]
+    first = ablation.drop_duplicates("variant").set_index("variant")
+    out = pd.concat(
+        [first[["preprocess", "best_epoch", "epochs"]].rename(columns={"best_epoch": "best epoch"}),
+         wide],
+        axis=1,
+    )  # fmt: skip
+    out["train s"] = first["train_seconds"]
+    return out
+
+
+def ablation_description(ablation: pd.DataFrame, model: str = "resnet18") -> str:
+    """What the ablation trained, in numbers from its own table."""
+    first = ablation.iloc[0]
+    limit = first.get("train_images")
+    images = (
+        f"{int(limit):,} training images" if pd.notna(limit) and limit else "all training images"
+    )
+    views = " and ".join(str(v) for v in sorted(ablation["views"].unique()))
+    return (
+        f"{pretty_model_name(model)} is trained once per preprocessing variant, "
+        f"{int(first['epochs'])} epochs on {images} with otherwise identical settings; the best "
+        f"checkpoint of each is evaluated on the {int(first['valid_images']):,} validation "
+        f"images with {views} views."
+    )
+
+
+def ablation_findings(ablation: pd.DataFrame) -> str:
+    """The ablation's result in two sentences, with the noise level to read it against."""
+    found = ablation_summary(ablation)
+    n = int(ablation["valid_images"].iloc[0])
+    se = standard_error(found["best_acc"], n)
+    if found["tied"]:
+        text = f"Every variant reached the same validation accuracy, {pct(found['best_acc'])}."
+    else:
+        text = (
+            f"Best: **{found['best_variant']}** with {found['best_tta']}, "
+            f"{pct(found['best_acc'])} validation accuracy."
+        )
+    if found["gains"] and not found["tied"]:
+        gains = ", ".join(f"{k} {100 * v:+.1f}" for k, v in found["gains"].items())
+        text += f" Change against {found['baseline_variant']} (single view), in points: {gains}."
+    if np.isfinite(found["tta_gain"]) and not found["tied"]:
+        text += (
+            f" {found['tta_views']}-view TTA changes accuracy by {100 * found['tta_gain']:+.1f} "
+            "points on average."
+        )
+    text += (
+        f" With {n:,} validation images one standard error is about {100 * se:.1f} points, "
+        "so smaller differences are noise."
+    )
+    return text
+
+
+def load_ablation(run_dir: str | Path) -> pd.DataFrame | None:
+    path = WorkbookPaths(Path(run_dir).resolve()).ablation / ABLATION_CSV
+    return pd.read_csv(path) if path.is_file() else None

@@ -1,0 +1,64 @@
+"""Train into a run folder, or continue/reuse what is already there (notebooks 02 and 04).
+
+A finished run is read back, an interrupted one resumed from last.pt, and a folder holding a
+run with other settings is refused, so re-running a notebook never loses work.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lab3.config import TrainConfig
+from lab3.engine.train import RunResult, fit
+from lab3.errors import UserError
+
+# Settings that do not change what a run learns: a run folder may be continued with other values.
+RUNTIME_FIELDS = frozenset({"out", "device", "workers", "amp", "channels_last", "compile"})
+
+
+def _differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    out = []
+    for key, value in wanted.to_dict().items():
+        old = saved.to_dict().get(key)
+        if key in RUNTIME_FIELDS:
+            continue
+        if key == "data":
+            same = Path(str(old)).expanduser().resolve() == Path(str(value)).expanduser().resolve()
+        else:
+            same = old == value
+        if not same:
+            out.append(f"{key} {old!r} -> {value!r}")
+    return out
+
+
+def fit_or_resume(config: TrainConfig, progress: bool | None = None) -> RunResult:
+    """Train into `config.out`, or continue/reuse what is already there.
+
+    A finished run is read back without touching it, an interrupted one continues from last.pt,
+    so re-running a notebook never loses work and never fails on its own output.
+    """
+    if not config.out:
+        return fit(config, progress=progress)
+    run = Path(config.out)
+    saved_config = run / "config.json"
+    if (run / "last.pt").is_file() and saved_config.is_file():
+        changed = _differences(TrainConfig.load(saved_config), config)
+        if changed:
+            raise UserError(
+                f"this run folder holds a run with other settings ({'; '.join(changed[:3])}); "
+                "delete it or use another run_dir",
+                run,
+            )
+        result_file = run / "result.json"
+        if result_file.is_file() and (run / "history.csv").is_file():
+            result = json.loads(result_file.read_text())
+            if not result.get("interrupted") and result.get("epochs_done", 0) >= config.epochs:
+                history = pd.read_csv(run / "history.csv")
+                return RunResult(
+                    run, history, int(result["best_epoch"]), float(result["best_valid_acc"])
+                )
+        return fit(config, resume=True, progress=progress)
+    return fit(config, progress=progress)

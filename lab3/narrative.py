@@ -1,0 +1,255 @@
+"""The report's generated prose: introduction, training recipe, headline and discussion.
+
+Every sentence is written from the run's own numbers (dataset, configs, evaluations, ablation),
+so the report never drifts from what was actually run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lab3.ablation import ablation_summary
+from lab3.config import TrainConfig
+from lab3.data.layouts import TRUTH_CSV, Layout
+from lab3.exploration import class_name, subjects_per_split
+from lab3.formatting import join_names, pct
+from lab3.metrics import standard_error
+from lab3.plots import pretty_model_name
+from lab3.results import ModelResults, report_split
+
+METADATA_CSV = "metadata.csv"  # path,label,split,subject: written by `lab3 synth`
+
+
+def training_description(config: TrainConfig) -> str:
+    """The training recipe, written from a run's config so the report never drifts from it."""
+    optimizer = "SGD with Nesterov momentum 0.9" if config.optimizer == "sgd" else "AdamW"
+    schedule = (
+        "a one-cycle schedule (cosine warm-up over the first quarter, then cosine decay)"
+        if config.schedule == "onecycle"
+        else f"{config.warmup_epochs:g} warm-up epochs and cosine decay"
+    )
+    parts = [
+        f"Every depth is trained from scratch with the same recipe: {optimizer}, peak learning "
+        f"rate {config.lr:g} with {schedule}, batch size {config.batch_size}, weight decay "
+        f"{config.weight_decay:g} (not on BatchNorm parameters) and cross-entropy with label "
+        f"smoothing {config.label_smoothing:g}",
+    ]
+    if config.ema:
+        parts.append(f", evaluating an exponential moving average of the weights ({config.ema:g})")
+    parts.append(
+        f". Images are {config.image_size}x{config.image_size} px after the host preprocessing "
+        f"`{config.preprocess}` and augmented with `{config.augment}`"
+    )
+    if config.train_limit:
+        parts.append(
+            f"; only {config.train_limit:,} training images are used ({config.profile} profile)"
+        )
+    parts.append(
+        ". Each epoch is followed by an evaluation on the validation split (and the test split "
+        "when its labels are known); the checkpoint with the best validation accuracy is kept."
+    )
+    return "".join(parts)
+
+
+def headline(results: Mapping[str, ModelResults]) -> str:
+    """The highest accuracy of the run, as one sentence."""
+    split = report_split(results)
+    accuracy = {m: r.evaluations[split].metrics["accuracy"] for m, r in results.items()}
+    best = max(accuracy, key=accuracy.get)
+    tied = [m for m in accuracy if np.isclose(accuracy[m], accuracy[best])]
+    result = results[best]
+    views = result.config.tta
+    if len(tied) > 1:
+        return (
+            f"Highest {split} accuracy: **{pct(accuracy[best])}**, reached by "
+            f"{join_names(map(pretty_model_name, tied))} alike "
+            f"({int(result.evaluations[split].metrics['n']):,} {split} images"
+            f"{f', averaging {views} TTA views' if views > 1 else ''})."
+        )
+    return (
+        f"Highest {split} accuracy: **{pretty_model_name(best)}, {pct(accuracy[best])}** "
+        f"(best.pt from epoch {result.best_epoch} of {int(result.history['epoch'].max())}"
+        f"{f', averaging {views} TTA views' if views > 1 else ''}, "
+        f"{int(result.evaluations[split].metrics['n']):,} {split} images)."
+    )
+
+
+def introduction(layout: Layout, models: Sequence[str], profile: str) -> str:
+    """The data and the plan of the run, in numbers taken from the dataset folder."""
+    counts = {s: int((layout.table["split"] == s).sum()) for s in ("train", "valid", "test")}
+    shares = layout.split("train")["label"].value_counts(normalize=True)
+    majority = int(shares.idxmax())
+    return (
+        f"This run uses the **{layout.name}** dataset layout found at `{layout.root.name}/`: "
+        f"{counts['train']:,} training, {counts['valid']:,} validation and {counts['test']:,} "
+        f"test images in {layout.num_classes} classes ({', '.join(layout.class_names)}). "
+        f"{pct(float(shares.max()))} of the training images are "
+        f"{class_name(layout, majority)}, so always answering that class already scores about "
+        f"as much. It trains {join_names(map(pretty_model_name, models))} from scratch with the "
+        f"**{profile}** profile."
+    )
+
+
+def discussion(
+    results: Mapping[str, ModelResults],
+    ablation: pd.DataFrame | None = None,
+    layout: Layout | None = None,
+) -> str:
+    """The discussion, written from the run's numbers: which depth won and by how much compared
+    with the sampling error, how the curves fit, what preprocessing and TTA gave, and caveats."""
+    split = report_split(results)
+    accuracy = {m: r.evaluations[split].metrics["accuracy"] for m, r in results.items()}
+    n = int(next(iter(results.values())).evaluations[split].metrics["n"])
+    ranked = sorted(accuracy, key=accuracy.get, reverse=True)
+    winner = ranked[0]
+    se = standard_error(accuracy[winner], n)
+    points = []
+
+    top = [m for m in ranked if np.isclose(accuracy[m], accuracy[winner])]
+    rest = [m for m in ranked if m not in top]
+    if len(top) == 1:
+        text = f"**{pretty_model_name(winner)}** reached the highest {split} accuracy"
+    else:
+        text = f"{join_names(map(pretty_model_name, top))} tie for the highest {split} accuracy"
+    text += f", {pct(accuracy[winner])}"
+    if rest:
+        others = ", ".join(f"{pretty_model_name(m)} {pct(accuracy[m])}" for m in rest)
+        gap = accuracy[winner] - accuracy[rest[0]]
+        within = gap < 2 * se
+        text += (
+            f" (then {others}). The lead of {100 * gap:.1f} points "
+            f"{'is within' if within else 'exceeds'} two standard errors "
+            f"(±{100 * 2 * se:.1f} points on {n} images)"
+            + (", so at this training budget the depths are statistically tied." if within else ".")
+        )
+    else:
+        text += "."
+    points.append(text)
+
+    labels = next(iter(results.values())).evaluations[split].predictions.labels
+    majority = float(np.bincount(labels).max() / max(len(labels), 1))
+    above = [m for m in ranked if accuracy[m] >= majority + 2 * se]
+    if not above:
+        points.append(
+            f"Always predicting the majority class would score {pct(majority)} on this split: "
+            "no depth is clearly above that baseline, so the models have learned little yet; "
+            "longer training (the `full` profile) is needed for meaningful accuracy."
+        )
+    elif len(above) == len(ranked):
+        points.append(
+            f"Every depth beats the majority-class baseline ({pct(majority)}) by more than "
+            "the sampling error."
+        )
+    else:
+        behind = ", ".join(pretty_model_name(m) for m in ranked if m not in above)
+        points.append(
+            f"The majority-class baseline is {pct(majority)}; "
+            f"{', '.join(pretty_model_name(m) for m in above)} clearly beat it, {behind} not "
+            "by more than the sampling error."
+        )
+
+    if len(results) > 1:
+        per_epoch = {
+            m: float(pd.to_numeric(r.history["seconds"]).mean()) for m, r in results.items()
+        }
+        fastest = min(per_epoch, key=per_epoch.get)
+        slowest = max(per_epoch, key=per_epoch.get)
+        points.append(
+            f"Depth is not free: an epoch of {pretty_model_name(slowest)} took "
+            f"{per_epoch[slowest] / max(per_epoch[fastest], 1e-9):.1f}x as long as one of "
+            f"{pretty_model_name(fastest)} ({per_epoch[slowest]:.0f} s vs "
+            f"{per_epoch[fastest]:.0f} s)."
+        )
+
+    for model, result in results.items():
+        history = result.history
+        last = history.iloc[-1]
+        epochs = int(last["epoch"])
+        best_epoch = result.best_epoch
+        gap = float(last["train_acc"] - last["valid_acc"])
+        valid = pd.to_numeric(history["valid_acc"])
+        predicted = np.unique(result.evaluations[split].predictions.predicted)
+        if len(predicted) == 1:
+            names = result.evaluations[split].class_names
+            points.append(
+                f"{pretty_model_name(model)} predicts {names[int(predicted[0])]} for every "
+                f"{split} image: it has not learned to separate the classes at this budget."
+            )
+            continue
+        if epochs > 1 and np.isclose(valid.max(), valid.min()):
+            shape = f"its validation accuracy stayed at {pct(float(valid.iloc[0]))} in every epoch"
+        elif best_epoch == epochs and epochs > 1:
+            shape = (
+                "its validation accuracy was still at its best in the last epoch, "
+                "so it is under-trained"
+            )
+        elif epochs == 1:
+            shape = "it trained for a single epoch, so the curves say little"
+        else:
+            shape = (
+                f"its validation accuracy peaked at epoch {best_epoch} of {epochs} "
+                "(the best checkpoint is kept, later epochs did not improve it)"
+            )
+        if gap > 0.05:
+            fit_note = (
+                f"training accuracy ends {100 * gap:.1f} points above validation: over-fitting"
+            )
+        elif gap < -0.02:
+            fit_note = (
+                f"training accuracy ends {100 * -gap:.1f} points below validation, as expected "
+                "with augmented training images and label smoothing: no sign of over-fitting"
+            )
+        else:
+            fit_note = "training and validation accuracy end close together: no over-fitting"
+        points.append(f"{pretty_model_name(model)}: {shape}; {fit_note}.")
+
+    if ablation is not None and not ablation.empty:
+        found = ablation_summary(ablation)
+        gains = "; ".join(
+            f"{name} {100 * gain:+.1f} points" for name, gain in found["gains"].items()
+        )
+        if found["tied"]:
+            text = (
+                "In the preprocessing ablation (ResNet18, short runs) every setting reached the "
+                f"same validation accuracy ({pct(found['best_acc'])}): at that budget neither "
+                "preprocessing nor TTA made a measurable difference."
+            )
+        else:
+            text = (
+                "In the preprocessing ablation (ResNet18, short runs) the best setting was "
+                f"{found['best_variant']} with {found['best_tta']} "
+                f"({pct(found['best_acc'])} valid)."
+            )
+        if gains and not found["tied"]:
+            text += f" Against {found['baseline_variant']} without TTA: {gains}."
+        if np.isfinite(found["tta_gain"]) and not found["tied"]:
+            text += (
+                f" Averaging {found['tta_views']} dihedral views changed validation accuracy by "
+                f"{100 * found['tta_gain']:+.1f} points on average."
+            )
+        points.append(text)
+
+    caveats = []
+    if layout is not None:
+        shared = subjects_per_split(layout)
+        if shared is not None and "test" in shared.index and shared.loc["test", "also in train"]:
+            caveats.append(
+                f"{shared.loc['test', 'also in train']} of the {shared.loc['test', 'subjects']} "
+                "test subjects also have cells in the training split"
+            )
+        if (layout.root / METADATA_CSV).is_file() and (layout.root / TRUTH_CSV).is_file():
+            caveats.append(
+                "this run used the synthetic stand-in dataset, so its numbers show that the "
+                "pipeline works, not how well the models do on real cells"
+            )
+    points.append(
+        "Caveat: the course split is random per image, so cells of one patient can sit in both "
+        "training and test data; on real C-NMC images that leaks patient-specific staining and "
+        "makes reported accuracy optimistic (`--split-mode subject` keeps patients apart)"
+        + ("; here " + "; ".join(caveats) if caveats else "")
+        + "."
+    )
+    return "\n".join(f"- {p}" for p in points)

@@ -1,0 +1,237 @@
+"""What notebook 05 (evaluation) computes: each depth's best checkpoint evaluated, the metrics
+and highest-accuracy tables, the Kaggle submissions and the most confident mistakes.
+
+`ModelResults` holds one trained depth; the generated prose in `lab3.narrative` reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab3.config import TrainConfig
+from lab3.data.layouts import TRUTH_CSV, load_layout
+from lab3.data.preprocess import Pipeline, load_image
+from lab3.engine.evaluate import Evaluation, evaluate_checkpoint, predict_submission
+from lab3.errors import UserError
+from lab3.plots import pretty_model_name
+from lab3.submission import score, write_submission
+from lab3.workbook import WorkbookPaths
+
+
+@dataclass
+class ModelResults:
+    """One trained depth: its run folder, settings, history and evaluations per split."""
+
+    model: str
+    run_dir: Path
+    config: TrainConfig
+    history: pd.DataFrame
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+
+    @property
+    def best_epoch(self) -> int:
+        return int(self.history.loc[self.history["valid_acc"].idxmax(), "epoch"])
+
+
+def load_history(run: Path) -> pd.DataFrame:
+    if not (run / "history.csv").is_file():
+        raise UserError(
+            "no history.csv: this model was not trained in this run; run 04_train for it first",
+            run,
+        )
+    return pd.read_csv(run / "history.csv")
+
+
+def load_histories(run_dir: str | Path, models: Sequence[str]) -> dict[str, pd.DataFrame]:
+    paths = WorkbookPaths(Path(run_dir).resolve())
+    return {m: load_history(paths.run(m)) for m in models}
+
+
+def evaluate_runs(
+    run_dir: str | Path,
+    models: Sequence[str],
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, ModelResults]:
+    """The demo: load each depth's best checkpoint and evaluate it on valid (and test when its
+    labels are known), averaging the TTA views its config asks for."""
+    paths = WorkbookPaths(Path(run_dir).resolve())
+    results = {}
+    for model in models:
+        run = paths.run(model)
+        history = load_history(run)
+        if not (run / "best.pt").is_file():
+            raise UserError("no best.pt: training did not finish an epoch; re-run 04_train", run)
+        config = TrainConfig.load(run / "config.json")
+        data = str(data_dir) if data_dir is not None else None
+        evaluations = {}
+        for split in ("valid", "test"):
+            if split == "test" and not load_layout(data or config.data).has_test_labels:
+                continue
+            evaluations[split] = evaluate_checkpoint(
+                run / "best.pt", data=data, split=split, tta=config.tta, device=device
+            )
+        results[model] = ModelResults(model, run, config, history, evaluations)
+    return results
+
+
+def report_split(results: Mapping[str, ModelResults]) -> str:
+    """Test when every model could be scored on it, else valid."""
+    return "test" if all("test" in r.evaluations for r in results.values()) else "valid"
+
+
+METRIC_COLUMNS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced acc",
+    "weighted_f1": "weighted F1",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "roc_auc": "ROC-AUC",
+}
+
+
+def metrics_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
+    """One row per model and split: the metrics of its best checkpoint (with TTA)."""
+    rows = []
+    for model, result in results.items():
+        for split, evaluation in result.evaluations.items():
+            row = {"model": pretty_model_name(model), "split": split}
+            for key, column in METRIC_COLUMNS.items():
+                row[column] = evaluation.metrics.get(key, float("nan"))
+            row["TTA views"] = int(evaluation.metrics.get("tta_views", 1))
+            row["images"] = int(evaluation.metrics.get("n", len(evaluation.predictions.labels)))
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["model", "split"])
+
+
+def confusions(results: Mapping[str, ModelResults], split: str) -> dict[str, np.ndarray]:
+    return {m: r.evaluations[split].confusion for m, r in results.items() if split in r.evaluations}
+
+
+def class_names_of(results: Mapping[str, ModelResults]) -> list[str]:
+    first = next(iter(results.values()))
+    return next(iter(first.evaluations.values())).class_names
+
+
+def training_setup(results: Mapping[str, ModelResults]) -> pd.DataFrame:
+    """The settings each depth was trained with (from its config.json), side by side."""
+    keys = [
+        "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "label_smoothing",
+        "ema", "image_size", "preprocess", "augment", "train_limit", "tta", "seed",
+    ]  # fmt: skip
+    frame = pd.DataFrame(
+        {pretty_model_name(m): {k: r.config.to_dict()[k] for k in keys} for m, r in results.items()}
+    )
+    frame.index.name = "setting"
+    return frame.astype(str)
+
+
+def write_submissions(
+    results: Mapping[str, ModelResults],
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """The Kaggle CSV of each depth (`<model>.csv`, IDs in its test CSV's order, validated), and
+    its local score when the data folder holds the truth (test_labels.csv)."""
+    out_dir = Path(out_dir)
+    rows = []
+    for model, result in results.items():
+        data = str(data_dir) if data_dir is not None else result.config.data
+        if not load_layout(data, check_files=False).test_csvs:
+            continue  # C-NMC and retinopathy folders have no Kaggle test CSVs
+        frame = predict_submission(
+            result.run_dir / "best.pt", data=data, tta=result.config.tta, device=device
+        )
+        path = write_submission(frame, out_dir / f"{model}.csv")
+        row: dict[str, Any] = {
+            "model": pretty_model_name(model),
+            "file": f"submissions/{path.name}",
+            "rows": len(frame),
+            "predicted label 1": float((frame["label"] == 1).mean()),
+        }
+        truth = Path(data) / TRUTH_CSV
+        if truth.is_file():
+            scored = score(path, truth)
+            row["test accuracy"] = scored["accuracy"]
+            row["weighted F1"] = scored["weighted_f1"]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "file", "rows"] if not rows else None).set_index(
+        "model"
+    )
+
+
+def submissions_text(submissions: pd.DataFrame) -> str:
+    """What the submissions table shows, or why there is none."""
+    if submissions.empty:
+        return (
+            "This data folder has no Kaggle test CSVs (`resnet_*_test.csv`), so no submission "
+            "files were written; the test split above is scored directly."
+        )
+    scored = "test accuracy" in submissions.columns
+    return (
+        f"{len(submissions)} submission files (`ID,label`, one row per test image in the order "
+        "of the depth's test CSV, validated before writing)"
+        + (", scored locally against `test_labels.csv`:" if scored else ":")
+    )
+
+
+def highest_accuracy_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
+    """Per depth: the epoch of its best validation accuracy, and the test accuracy of that
+    checkpoint (the one submitted). Test accuracy is never used to pick the epoch."""
+    rows = []
+    for model, result in results.items():
+        history = result.history
+        best = history.loc[history["valid_acc"].idxmax()]
+        row: dict[str, Any] = {
+            "model": pretty_model_name(model),
+            "epochs": int(history["epoch"].max()),
+            "best epoch": int(best["epoch"]),
+            "best valid acc": float(best["valid_acc"]),
+        }
+        if "test_acc" in history.columns:
+            row["test acc at that epoch"] = float(best["test_acc"])
+        views = result.config.tta
+        for split in ("valid", "test"):
+            if split in result.evaluations:
+                label = f"{split} acc, TTA x{views}" if views > 1 else f"{split} acc (best.pt)"
+                row[label] = result.evaluations[split].metrics["accuracy"]
+        row["train minutes"] = float(pd.to_numeric(history["seconds"]).sum()) / 60
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def pick_misclassified(
+    result: ModelResults, split: str, count: int = 12, size: int = 96
+) -> dict[str, Any]:
+    """The model's most confident mistakes on `split`, as tight-cropped cells for a grid; the
+    keyword arguments of `plots.plot_misclassified`."""
+    evaluation = result.evaluations[split]
+    predictions = evaluation.predictions
+    predicted = predictions.predicted
+    wrong = np.flatnonzero(predicted != predictions.labels)
+    confidence = predictions.probs[wrong, predicted[wrong]]
+    chosen = wrong[np.argsort(-confidence, kind="stable")][:count]
+    config = evaluation.config
+    layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
+    show = Pipeline.for_config("tightcrop", size)
+    paths = layout.table["path"].to_numpy()[predictions.rows[chosen]]
+    return {
+        "images": [show(load_image(p)) for p in paths],
+        "true_labels": predictions.labels[chosen].tolist(),
+        "pred_labels": predicted[chosen].tolist(),
+        "probs": [predictions.probs[i] for i in chosen],
+        "class_names": short_class_names(evaluation.class_names),
+    }
+
+
+def short_class_names(names: Sequence[str]) -> list[str]:
+    """'normal (hem)' -> 'normal': short enough for titles over small image panels."""
+    return [re.sub(r"\s*\(.*\)\s*$", "", n) or n for n in names]
