@@ -82,7 +82,7 @@ ABLATION_VARIANTS: dict[str, str] = {
 }
 # Per profile: how long each variant trains (the profile's own settings apply otherwise).
 ABLATION: dict[str, dict[str, int]] = {
-    "quick": {"epochs": 4, "train_limit": 800},
+    "quick": {"epochs": 4, "train_limit": 600},
     "full": {"epochs": 15},
     "tiny": {"epochs": 1, "train_limit": 32},
 }

@@ -111,7 +111,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Tuned on the synthetic default (1200 training images, 2 cores): AdamW learns from
         # scratch in few steps where SGD sits at the majority class; 48 px keeps ResNet152 at
         # about 40 s an epoch; the lossless dihedral views are the only augmentation needed.
-        "epochs": {"resnet18": 16, "resnet34": 10, "resnet50": 6, "resnet101": 5, "resnet152": 4},
+        "epochs": {"resnet18": 12, "resnet34": 8, "resnet50": 5, "resnet101": 4, "resnet152": 4},
         "batch_size": 32,
         "optimizer": "adamw",
         "lr": 0.002,
