@@ -32,6 +32,12 @@ METRIC_COLUMNS = [
 ]
 
 
+def _cli_train(data: Path, out: Path, *extra: str) -> int:
+    """`lab3 train` in this process with the tiny recipe; returns the exit code."""
+    args = ["--model", "resnet18", "--data", str(data), "--out", str(out), *TINY, *extra]
+    return main(["train", *args])
+
+
 def _train(
     data: Path, out: Path, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -58,23 +64,7 @@ def test_round_trip_train_evaluate_predict_score(
     small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "resnet18",
-                "--data",
-                str(small_synthetic),
-                "--out",
-                str(run),
-                *TINY,
-                "--epochs",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert _cli_train(small_synthetic, run, "--epochs", "2") == 0
     history = pd.read_csv(run / "history.csv")
     assert history.columns.tolist() == [*METRIC_COLUMNS, "seconds", "images_per_s"]
     assert history["epoch"].tolist() == [1, 2]
@@ -200,21 +190,7 @@ def test_wrong_architecture_names_both(
     from lab3.models import build_model
 
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "resnet18",
-                "--data",
-                str(small_synthetic),
-                "--out",
-                str(run),
-                *TINY,
-            ]
-        )
-        == 0
-    )
+    assert _cli_train(small_synthetic, run) == 0
     state = read_checkpoint(run / "best.pt")
     with pytest.raises(
         UserError,
