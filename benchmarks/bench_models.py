@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from machine import cpu_name
 from torch import nn
 
 from lab3.models import build_model
@@ -54,13 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return cpu_name(torch.get_num_threads())
 
 
 def sync(device: torch.device) -> None:

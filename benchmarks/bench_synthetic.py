@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+from machine import cpu_name
 from PIL import Image, ImageFilter
 
 from lab3.data import synthetic
@@ -65,16 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tag", default="")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     return p.parse_args(argv)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} threads)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} threads)"
 
 
 # --- speed -----------------------------------------------------------------------------------
@@ -272,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/bench_synthetic.py", *raw])
     setup = {
         "command": command,
-        "cpu": cpu_name(),
+        "cpu": cpu_name(os.cpu_count() or 1),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "pillow": PIL.__version__,

@@ -18,7 +18,7 @@ import torch
 
 from lab3.config import make_config
 from lab3.data.preprocess import Augment, Pipeline, equalize_foreground, tight_crop, to_grey
-from lab3.engine.evaluate import evaluate_checkpoint
+from lab3.engine.evaluate import LoadedCheckpoint
 from lab3.engine.resume import fit_or_resume
 from lab3.fileio import write_text_atomic
 from lab3.formatting import pct
@@ -139,10 +139,9 @@ def run_ablation(
         )
         result = fit_or_resume(config, progress=progress)
         seconds = float(pd.to_numeric(result.history.get("seconds"), errors="coerce").sum())
+        best = LoadedCheckpoint.open(result.run_dir / "best.pt", device=device)
         for views in tta:
-            evaluation = evaluate_checkpoint(
-                result.run_dir / "best.pt", split="valid", tta=views, device=device
-            )
+            evaluation = best.evaluate("valid", tta=views)
             rows.append(
                 {
                     "variant": label,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -180,35 +181,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lab3.config import make_config
+    from lab3.config import TrainConfig, make_config
     from lab3.engine.train import fit
 
-    settings = {
-        name: getattr(args, name)
-        for name in (
-            "model",
-            "data",
-            "epochs",
-            "batch_size",
-            "lr",
-            "image_size",
-            "preprocess",
-            "augment",
-            "optimizer",
-            "schedule",
-            "class_balance",
-            "ema",
-            "tta",
-            "train_limit",
-            "split_mode",
-            "amp",
-            "compile",
-            "channels_last",
-            "seed",
-            "out",
-            "device",
-        )
-    }
+    # every train flag is a TrainConfig field of the same name (`--profile` picks the defaults)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"profile"}
+    settings = {name: value for name, value in vars(args).items() if name in fields}
     config = make_config(args.profile, **settings)
     result = fit(config, resume=args.resume)
     print(

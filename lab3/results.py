@@ -18,7 +18,7 @@ import pandas as pd
 from lab3.config import TrainConfig
 from lab3.data.layouts import TRUTH_CSV, load_layout
 from lab3.data.preprocess import Pipeline, load_image
-from lab3.engine.evaluate import Evaluation, evaluate_checkpoint, predict_submission
+from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
 from lab3.plots import pretty_model_name
 from lab3.submission import score, write_submission
@@ -34,6 +34,7 @@ class ModelResults:
     config: TrainConfig
     history: pd.DataFrame
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    checkpoint: LoadedCheckpoint | None = None  # best.pt, opened once; writes the submission
 
     @property
     def best_epoch(self) -> int:
@@ -71,14 +72,13 @@ def evaluate_runs(
             raise UserError("no best.pt: training did not finish an epoch; re-run 04_train", run)
         config = TrainConfig.load(run / "config.json")
         data = str(data_dir) if data_dir is not None else None
+        loaded = LoadedCheckpoint.open(run / "best.pt", data=data, device=device)
         evaluations = {}
         for split in ("valid", "test"):
-            if split == "test" and not load_layout(data or config.data).has_test_labels:
+            if split == "test" and not loaded.data.layout.has_test_labels:
                 continue
-            evaluations[split] = evaluate_checkpoint(
-                run / "best.pt", data=data, split=split, tta=config.tta, device=device
-            )
-        results[model] = ModelResults(model, run, config, history, evaluations)
+            evaluations[split] = loaded.evaluate(split, tta=config.tta)
+        results[model] = ModelResults(model, run, config, history, evaluations, loaded)
     return results
 
 
@@ -145,11 +145,12 @@ def write_submissions(
     rows = []
     for model, result in results.items():
         data = str(data_dir) if data_dir is not None else result.config.data
-        if not load_layout(data, check_files=False).test_csvs:
+        loaded = result.checkpoint
+        if loaded is None or Path(loaded.config.data).resolve() != Path(data).resolve():
+            loaded = LoadedCheckpoint.open(result.run_dir / "best.pt", data=data, device=device)
+        if not loaded.data.layout.test_csvs:
             continue  # C-NMC and retinopathy folders have no Kaggle test CSVs
-        frame = predict_submission(
-            result.run_dir / "best.pt", data=data, tta=result.config.tta, device=device
-        )
+        frame = loaded.submission(tta=result.config.tta)
         path = write_submission(frame, out_dir / f"{model}.csv")
         row: dict[str, Any] = {
             "model": pretty_model_name(model),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lab3.data.layouts import read_csv
 from lab3.errors import UserError
 from lab3.fileio import write_text_atomic
 from lab3.metrics import metrics_from_predictions
@@ -25,10 +26,7 @@ def read_test_ids(test_csv: str | Path) -> list[str]:
         raise UserError(
             "test CSV not found; pass --test-csv with one of the resnet_*_test.csv", test_csv
         )
-    frame = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
-    if list(frame.columns) != ["Path"]:
-        raise UserError(f"header is {','.join(frame.columns)!r}, expected 'Path'", test_csv)
-    return frame["Path"].tolist()
+    return read_csv(test_csv, ["Path"])["Path"].tolist()
 
 
 def build_submission(
@@ -71,21 +69,11 @@ def read_labelled_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"cannot read CSV ({err})", path) from None
-    if list(frame.columns) != HEADER:
-        raise UserError(
-            f"header is {','.join(map(str, frame.columns))!r}, expected 'ID,label'", path
-        )
+    frame = read_csv(path, HEADER)
     labels = pd.to_numeric(frame["label"], errors="coerce")
-    if labels.isna().any() or (labels % 1 != 0).any() or (labels < 0).any():
-        row = (
-            int(np.flatnonzero((labels.isna() | (labels < 0)).to_numpy())[0])
-            if labels.isna().any() or (labels < 0).any()
-            else 0
-        )
+    bad = (labels.isna() | (labels % 1 != 0) | (labels < 0)).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise UserError(
             f"line {row + 2}: label {frame['label'].iloc[row]!r} is not a class number", path
         )

@@ -9,7 +9,6 @@ breaks off leaves the previous cache or none, never half of one.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -86,14 +85,17 @@ def load_or_build(
         except json.JSONDecodeError:
             index = {}
         if index.get("fingerprint") == current and index.get("paths") == paths:
-            images = np.load(folder / "images.npy", mmap_mode="r")
-            return ImageCache(
-                folder, images, tuple(index["mean"]), tuple(index["std"]), str(pipeline), False
-            )
+            return _open(folder, index, pipeline, rebuilt=False)
         print_(f"cache: inputs changed, rebuilding {folder.name}")
     _build(folder, layout.table, pipeline, current, workers, progress)
-    cache = load_or_build(layout, pipeline, cache_root, workers, progress=False)
-    return dataclasses.replace(cache, rebuilt=True)
+    return _open(folder, json.loads(index_file.read_text()), pipeline, rebuilt=True)
+
+
+def _open(folder: Path, index: dict, pipeline: Pipeline, rebuilt: bool) -> ImageCache:
+    images = np.load(folder / "images.npy", mmap_mode="r")
+    return ImageCache(
+        folder, images, tuple(index["mean"]), tuple(index["std"]), str(pipeline), rebuilt
+    )
 
 
 def _decode(args: tuple[str, str]) -> np.ndarray:

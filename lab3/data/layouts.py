@@ -109,7 +109,8 @@ def _describe(root: Path) -> str:
 # --- course (Kaggle) layout -------------------------------------------------------------------
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A CSV as strings, its header checked: a bad one is a UserError naming the file."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -169,7 +170,7 @@ def _course_layout(root: Path, check_files: bool) -> Layout:
             raise UserError(
                 f"{name} is missing; the course layout needs train.csv and valid.csv", root
             )
-        frame = _read_csv(csv, ["Path", "label"])
+        frame = read_csv(csv, ["Path", "label"])
         if frame.empty:
             raise UserError(f"the {split} split is empty; {name} has no rows", csv)
         frames.append((split, csv, frame["Path"].tolist(), _parse_labels(frame["label"], csv, 2)))
@@ -178,7 +179,7 @@ def _course_layout(root: Path, check_files: bool) -> Layout:
     test_paths: list[str] = []
     test_source: dict[str, tuple[Path, int]] = {}
     for csv in test_csvs.values():
-        frame = _read_csv(csv, ["Path"])
+        frame = read_csv(csv, ["Path"])
         for i, p in enumerate(frame["Path"]):
             if p not in test_source:
                 test_source[p] = (csv, i + 2)
@@ -213,7 +214,7 @@ def _subjects(metadata: Path, ids: pd.Series) -> pd.Series:
 
 
 def _read_truth(csv: Path) -> dict[str, int]:
-    frame = _read_csv(csv, ["ID", "label"])
+    frame = read_csv(csv, ["ID", "label"])
     return dict(zip(frame["ID"], _parse_labels(frame["label"], csv, 2).tolist(), strict=True))
 
 

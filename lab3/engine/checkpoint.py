@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from lab3.config import TrainConfig
 from lab3.errors import UserError
 from lab3.fileio import atomic_path
 from lab3.models import build_model
@@ -38,18 +37,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def model_from_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
-    """Rebuild the model a checkpoint was trained as and load its weights."""
-    state = read_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"])
+def model_from_state(state: dict[str, Any], path: str | Path) -> nn.Module:
+    """The model of a read checkpoint, in eval mode, on the CPU."""
     model = build_model(
         state["arch"], num_classes=state["num_classes"], in_channels=state["in_channels"]
     )
     # Evaluate the weight average when the run kept one: that is what its accuracy was measured on.
     load_weights(model, state, path, key="ema" if state.get("ema") is not None else "model")
-    return model.to(device).eval(), config, state
+    return model.eval()
 
 
 def load_weights(

@@ -14,8 +14,8 @@ from torch import nn
 from lab3.config import TrainConfig
 from lab3.data.loader import DeviceLoader
 from lab3.data.preprocess import dihedral_views
-from lab3.engine.checkpoint import model_from_checkpoint
-from lab3.engine.data import prepare_data
+from lab3.engine.checkpoint import model_from_state, read_checkpoint
+from lab3.engine.data import PreparedData, prepare_data
 from lab3.errors import UserError
 from lab3.metrics import classification_metrics
 from lab3.submission import build_submission, read_test_ids
@@ -91,6 +91,91 @@ class Evaluation:
     confusion: np.ndarray | None = None
 
 
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint opened once against a dataset: its model on the device, the prepared data,
+    and the predictions made so far, so evaluating several splits and writing the submission
+    read the weights and predict each split only once."""
+
+    path: Path
+    config: TrainConfig
+    state: dict
+    model: nn.Module
+    data: PreparedData
+    _predictions: dict[tuple[str, int], Predictions] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(
+        cls,
+        checkpoint: str | Path,
+        data: str | None = None,
+        device: str = "auto",
+        progress: bool = False,
+    ) -> LoadedCheckpoint:
+        state = read_checkpoint(checkpoint)
+        config = TrainConfig.from_dict({**state["config"], "device": device})
+        if data is not None:
+            config.data = str(data)
+        prepared = prepare_data(config, progress=progress)
+        if state["num_classes"] != prepared.layout.num_classes:
+            raise UserError(
+                f"checkpoint has {state['num_classes']} classes, the data in {config.data} has "
+                f"{prepared.layout.num_classes}; evaluate it on the dataset it was trained for",
+                checkpoint,
+            )
+        model = model_from_state(state, checkpoint).to(prepared.device)
+        return cls(Path(checkpoint), config, state, model, prepared)
+
+    def predict(self, split: str, tta: int | None = None) -> Predictions:
+        views = tta if tta is not None else self.config.tta
+        if (split, views) not in self._predictions:
+            loader = self.data.loader(split)
+            self._predictions[split, views] = predict(
+                self.model, loader, views, self.config.autocast()
+            )
+        return self._predictions[split, views]
+
+    def evaluate(self, split: str = "valid", tta: int | None = None) -> Evaluation:
+        """The lab's demo: predict a labelled split and compute the metrics."""
+        if not self.data.has_labels(split):
+            raise UserError(
+                f"the {split} split of {self.config.data} has no labels to evaluate against; "
+                "use --split valid (or provide test_labels.csv)",
+                self.path,
+            )
+        views = tta if tta is not None else self.config.tta
+        result = self.predict(split, views)
+        metrics, confusion = classification_metrics(
+            result.labels, result.probs, num_classes=self.data.layout.num_classes
+        )
+        metrics["tta_views"] = views
+        class_names = list(self.state["class_names"])
+        return Evaluation(self.path, split, self.config, class_names, result, metrics, confusion)
+
+    def submission(
+        self, test_csv: str | Path | None = None, tta: int | None = None
+    ) -> pd.DataFrame:
+        """The Kaggle CSV: `ID,label` in the test CSV's order, validated."""
+        layout = self.data.layout
+        csv = (
+            Path(test_csv)
+            if test_csv
+            else default_test_csv(layout.test_csvs, self.state["arch"], self.config.data)
+        )
+        ids = read_test_ids(csv)
+        result = self.predict("test", tta)
+        known = layout.table["id"].to_numpy()[result.rows]
+        predictions = dict(zip(known.tolist(), result.predicted.tolist(), strict=True))
+        unknown = [i for i in ids if i not in predictions]
+        if unknown:
+            raise UserError(
+                f"{len(unknown)} IDs (first: {unknown[0]}) are not test images of "
+                f"{self.config.data}; pass the test CSV of that dataset",
+                csv,
+            )
+        return build_submission(ids, predictions, layout.num_classes)
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
@@ -100,33 +185,7 @@ def evaluate_checkpoint(
     progress: bool = False,
 ) -> Evaluation:
     """The lab's demo: load trained weights, predict a split, compute the metrics."""
-    _, saved, _ = model_from_checkpoint(checkpoint)
-    config = TrainConfig.from_dict({**saved.to_dict(), "device": device})
-    if data is not None:
-        config.data = str(data)
-    prepared = prepare_data(config, progress=progress)
-    model, _, state = model_from_checkpoint(checkpoint, prepared.device)
-    if state["num_classes"] != prepared.layout.num_classes:
-        raise UserError(
-            f"checkpoint has {state['num_classes']} classes, the data in {config.data} has "
-            f"{prepared.layout.num_classes}; evaluate it on the dataset it was trained for",
-            checkpoint,
-        )
-    if not prepared.has_labels(split):
-        raise UserError(
-            f"the {split} split of {config.data} has no labels to evaluate against; "
-            "use --split valid (or provide test_labels.csv)",
-            checkpoint,
-        )
-    views = tta if tta is not None else config.tta
-    result = predict(model, prepared.loader(split), views, config.autocast())
-    metrics, confusion = classification_metrics(
-        result.labels, result.probs, num_classes=prepared.layout.num_classes
-    )
-    metrics["tta_views"] = views
-    return Evaluation(
-        Path(checkpoint), split, config, list(state["class_names"]), result, metrics, confusion
-    )
+    return LoadedCheckpoint.open(checkpoint, data, device, progress).evaluate(split, tta)
 
 
 def default_test_csv(test_csvs: dict[str, Path], arch: str, data: str) -> Path:
@@ -147,27 +206,4 @@ def predict_submission(
     progress: bool = False,
 ) -> pd.DataFrame:
     """The Kaggle CSV for one checkpoint: `ID,label` in the test CSV's order, validated."""
-    _, saved, state = model_from_checkpoint(checkpoint)
-    config = TrainConfig.from_dict({**saved.to_dict(), "device": device})
-    if data is not None:
-        config.data = str(data)
-    prepared = prepare_data(config, progress=progress)
-    csv = (
-        Path(test_csv)
-        if test_csv
-        else default_test_csv(prepared.layout.test_csvs, state["arch"], config.data)
-    )
-    ids = read_test_ids(csv)
-    model, _, _ = model_from_checkpoint(checkpoint, prepared.device)
-    views = tta if tta is not None else config.tta
-    result = predict(model, prepared.loader("test"), views, config.autocast())
-    known = prepared.layout.table["id"].to_numpy()[result.rows]
-    predictions = dict(zip(known.tolist(), result.predicted.tolist(), strict=True))
-    unknown = [i for i in ids if i not in predictions]
-    if unknown:
-        raise UserError(
-            f"{len(unknown)} IDs (first: {unknown[0]}) are not test images of {config.data}; "
-            "pass the test CSV of that dataset",
-            csv,
-        )
-    return build_submission(ids, predictions, prepared.layout.num_classes)
+    return LoadedCheckpoint.open(checkpoint, data, device, progress).submission(test_csv, tta)

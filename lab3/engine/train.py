@@ -32,16 +32,6 @@ from lab3.errors import UserError
 from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model
 
-HISTORY_COLUMNS = [
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "valid_loss",
-    "valid_acc",
-    "lr",
-    "seconds",
-    "images_per_s",
-]
 KILL_HOOK = (
     "LAB3_KILL_AFTER_EPOCH"  # tests: SIGKILL this process right after that epoch's checkpoint
 )
