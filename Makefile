@@ -1,5 +1,10 @@
 # `make run`: the whole workbook on the synthetic default (CPU ok); `make test`: the test suite.
+# Any Python 3.11 or newer (3.11, 3.12 and 3.13 checked): PYTHON=python3.12 make run
 PYTHON ?= python3
+# Before .venv exists: one clear line, not a pip error, when the interpreter is too old.
+PYTHON_GUARD = import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 11) else \
+  "lab3 needs Python 3.11 or newer (3.11, 3.12, 3.13 checked); found %d.%d at %s: " \
+  "choose another with PYTHON=python3.12 make ..." % (v[0], v[1], sys.executable))
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= data/synthetic
@@ -8,6 +13,7 @@ PROFILE ?= quick
 .PHONY: run test lab data lint clean-outputs
 
 $(BIN)/lab3: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -c '$(PYTHON_GUARD)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lab3)"
