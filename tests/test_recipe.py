@@ -5,15 +5,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
+import pytest
 import torch
+from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from lab3.config import PROFILES, make_config
+from lab3.data.dataset import LeukemiaDataset
+from lab3.data.layouts import TEST_CSVS, load_layout
 from lab3.engine.data import prepare_data
-from lab3.engine.evaluate import LoadedCheckpoint
+from lab3.engine.evaluate import LoadedCheckpoint, Predictions
 from lab3.engine.train import fit
+from lab3.errors import UserError
 
 
 def test_budget_follows_the_dataset_size() -> None:
@@ -88,3 +95,45 @@ def test_without_precise_bn_the_running_averages_differ(
               .statistics_loader(), fresh)  # fmt: skip
     name = "bn1.running_mean"
     assert not torch.allclose(best.model.state_dict()[name], fresh.state_dict()[name])
+
+
+DEPTHS = ("resnet18", "resnet50", "resnet152")
+
+
+def test_dataset_offers_each_depths_test_order(fixtures: Path) -> None:
+    """Catches a test split in one fixed order: on the course's real CSVs, the Dataset for a
+    depth lists the test images exactly as that depth's CSV does (and the three orders differ)."""
+    root = fixtures / "ta_csv"
+    layout = load_layout(root, check_files=False)
+    orders = []
+    for model in DEPTHS:
+        csv = pd.read_csv(root / TEST_CSVS[model])["Path"].tolist()
+        dataset = LeukemiaDataset(root, "test", layout=layout, model=model)
+        assert layout.split("test", model)["id"].tolist() == csv
+        assert dataset.img_name == layout.split("test", model)["path"].tolist()
+        orders.append(csv)
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+    assert orders[0] != orders[1] != orders[2] != orders[0]
+    with pytest.raises(UserError, match="no test CSV for resnet34"):
+        layout.split("test", "resnet34")
+
+
+def test_each_submission_follows_its_depths_csv(fixtures: Path) -> None:
+    """Catches a submission written in one order for every depth, or predictions paired with the
+    wrong IDs: on the real CSVs, each depth's submission lists its own CSV's IDs in order, and
+    each ID carries the prediction made for that image."""
+    root = fixtures / "ta_csv"
+    layout = load_layout(root, check_files=False)
+    test = layout.table[layout.table["split"] == "test"]
+    truth = {i: int(i.rsplit("/", 1)[1].split(".")[0]) % 2 for i in test["id"]}
+    probs = np.eye(2)[[truth[i] for i in test["id"]]]
+    rows = test.index.to_numpy()
+    predictions = Predictions(probs, np.full(len(rows), -1), rows)
+    for model in DEPTHS:
+        config = make_config("quick", model=model, data=str(root), tta=1)
+        data = SimpleNamespace(layout=layout)
+        loaded = LoadedCheckpoint(root, config, {"arch": model}, nn.Identity(), data)  # type: ignore[arg-type]
+        loaded._predictions["test", 1] = predictions
+        frame = loaded.submission()
+        assert frame["ID"].tolist() == pd.read_csv(root / TEST_CSVS[model])["Path"].tolist()
+        assert frame["label"].tolist() == [truth[i] for i in frame["ID"]]
