@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from lab3.engine.evaluate import LoadedCheckpoint
 from lab3.engine.resume import fit_or_resume
 from lab3.fileio import write_text_atomic
 from lab3.formatting import pct
-from lab3.metrics import standard_error
+from lab3.metrics import paired_difference
 from lab3.plots import pretty_model_name
 from lab3.workbook import WorkbookPaths
 
@@ -81,13 +80,16 @@ ABLATION_VARIANTS: dict[str, str] = {
     "tight crop + equalise": "tightcrop,equalize",
 }
 # Per profile: how long each variant trains (the profile's own settings apply otherwise).
+# The step floor is off: the variants are compared with each other, at one fixed short budget.
 ABLATION: dict[str, dict[str, int]] = {
-    "quick": {"epochs": 4, "train_limit": 600},
-    "full": {"epochs": 15},
-    "tiny": {"epochs": 1, "train_limit": 32},
+    "quick": {"epochs": 4, "train_limit": 600, "min_steps": 0},
+    "full": {"epochs": 15, "min_steps": 0},
+    "tiny": {"epochs": 1, "train_limit": 32, "min_steps": 0},
 }
 ABLATION_TTA = (1, 8)
 ABLATION_CSV = "ablation.csv"
+IMAGES_CSV = "ablation_images.csv"  # per image: correct or not, for each variant and views
+CONFIDENCE = 0.95
 
 
 def slug(text: str) -> str:
@@ -126,7 +128,7 @@ def run_ablation(
     if train_limit is not None:
         settings["train_limit"] = train_limit
     out_dir = Path(out_dir)
-    rows = []
+    rows, images = [], []
     for label, spec in named.items():
         config = make_config(
             profile,
@@ -142,6 +144,17 @@ def run_ablation(
         best = LoadedCheckpoint.open(result.run_dir / "best.pt", device=device)
         for views in tta:
             evaluation = best.evaluate("valid", tta=views)
+            result_images = evaluation.predictions
+            images.append(
+                pd.DataFrame(
+                    {
+                        "variant": label,
+                        "views": views,
+                        "image": result_images.rows,
+                        "correct": (result_images.predicted == result_images.labels).astype(int),
+                    }
+                )
+            )
             rows.append(
                 {
                     "variant": label,
@@ -162,33 +175,81 @@ def run_ablation(
             f"ablation {label!r}: best valid {pct(result.best_valid_acc)} at epoch "
             f"{result.best_epoch}/{config.epochs} ({seconds:.0f} s)"
         )
-    frame = pd.DataFrame(rows)
+    per_image = pd.concat(images, ignore_index=True)
+    frame = with_intervals(pd.DataFrame(rows), per_image)
+    write_text_atomic(out_dir / IMAGES_CSV, per_image.to_csv(index=False))
     write_text_atomic(out_dir / ABLATION_CSV, frame.to_csv(index=False))
     return frame
 
 
-def ablation_summary(ablation: pd.DataFrame) -> dict[str, Any]:
-    """The ablation's findings as numbers: best variant, gains over plain resize and from TTA."""
-    with_tta = ablation[ablation["views"] == ablation["views"].max()]
-    without = ablation[ablation["views"] == ablation["views"].min()]
-    best = ablation.loc[ablation["valid_acc"].idxmax()]
-    by_variant = without.set_index("variant")["valid_acc"]
-    baseline = by_variant.iloc[0]
-    tta_gain = float(
-        (with_tta.set_index("variant")["valid_acc"] - without.set_index("variant")["valid_acc"])
-        .dropna()
-        .mean()
+def with_intervals(ablation: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
+    """Each (variant, views) row with two paired effects on the same validation images and their
+    confidence intervals: `gain` against the first variant (plain resize) with the same views,
+    and `tta_gain` against the same variant with the fewest views."""
+    correct = per_image.pivot_table(
+        index="image", columns=["variant", "views"], values="correct", sort=False
     )
-    return {
-        "best_variant": str(best["variant"]),
-        "best_tta": str(best["tta"]),
-        "best_acc": float(best["valid_acc"]),
-        "baseline_variant": str(by_variant.index[0]),
-        "gains": {str(k): float(v - baseline) for k, v in by_variant.iloc[1:].items()},
-        "tta_gain": tta_gain if ablation["views"].nunique() > 1 else float("nan"),
-        "tta_views": int(ablation["views"].max()),
-        "tied": bool(np.isclose(ablation["valid_acc"].max(), ablation["valid_acc"].min())),
-    }
+    baseline, single = ablation["variant"].iloc[0], ablation["views"].min()
+    out = ablation.copy()
+    for prefix, reference in (
+        ("gain", lambda v, k: (baseline, k)),
+        ("tta_gain", lambda v, k: (v, single)),
+    ):
+        effects = [
+            paired_difference(correct[(v, k)].to_numpy(), correct[reference(v, k)].to_numpy(),
+                              CONFIDENCE)
+            for v, k in zip(out["variant"], out["views"], strict=True)
+        ]  # fmt: skip
+        out[[prefix, f"{prefix}_low", f"{prefix}_high"]] = np.array(effects)
+    return out
+
+
+def ablation_effects(ablation: pd.DataFrame) -> pd.DataFrame:
+    """The ablation's paired effects, one row each: every variant against the baseline with a
+    single view, and TTA on every variant; `real` where the interval excludes zero."""
+    single, most = ablation["views"].min(), ablation["views"].max()
+    baseline = ablation["variant"].iloc[0]
+    rows = []
+    for row in ablation[
+        (ablation["views"] == single) & (ablation["variant"] != baseline)
+    ].itertuples():
+        rows.append((f"{row.variant} vs {baseline}", row.gain, row.gain_low, row.gain_high))
+    if most > single:
+        for row in ablation[ablation["views"] == most].itertuples():
+            rows.append((f"{most}-view TTA on {row.variant}", row.tta_gain, row.tta_gain_low,
+                         row.tta_gain_high))  # fmt: skip
+    effects = pd.DataFrame(rows, columns=["effect", "points", "low", "high"])
+    effects[["points", "low", "high"]] *= 100
+    effects["real"] = (effects["low"] > 0) | (effects["high"] < 0)
+    return effects
+
+
+def effect_text(effect: pd.Series) -> str:
+    return (
+        f"{effect['effect']} {effect['points']:+.1f} points "
+        f"({effect['low']:+.1f} to {effect['high']:+.1f})"
+    )
+
+
+def ablation_verdict(ablation: pd.DataFrame) -> str:
+    """What the ablation found, and what it cannot tell apart, from its confidence intervals."""
+    effects = ablation_effects(ablation)
+    if effects.empty:
+        return "The ablation has a single setting: nothing to compare."
+    real, noise = effects[effects["real"]], effects[~effects["real"]]
+    level = f"{100 * CONFIDENCE:.0f} %"
+    text = (
+        "Paired differences on the same "
+        f"{int(ablation['valid_images'].iloc[0]):,} validation images, with {level} confidence "
+        "intervals"
+    )
+    if not real.empty:
+        text += "; outside the noise: " + "; ".join(effect_text(e) for _, e in real.iterrows())
+    if not noise.empty:
+        text += "; inside the noise (the interval includes zero, so not a finding): " + "; ".join(
+            effect_text(e) for _, e in noise.iterrows()
+        )
+    return text + "."
 
 
 def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
@@ -222,30 +283,16 @@ def ablation_description(ablation: pd.DataFrame, model: str = "resnet18") -> str
 
 
 def ablation_findings(ablation: pd.DataFrame) -> str:
-    """The ablation's result in two sentences, with the noise level to read it against."""
-    found = ablation_summary(ablation)
-    n = int(ablation["valid_images"].iloc[0])
-    se = standard_error(found["best_acc"], n)
-    if found["tied"]:
-        text = f"Every variant reached the same validation accuracy, {pct(found['best_acc'])}."
+    """The ablation's result: the best setting, then each effect with its interval."""
+    best = ablation.loc[ablation["valid_acc"].idxmax()]
+    if np.isclose(ablation["valid_acc"].max(), ablation["valid_acc"].min()):
+        text = f"Every variant reached the same validation accuracy, {pct(best['valid_acc'])}. "
     else:
         text = (
-            f"Best: **{found['best_variant']}** with {found['best_tta']}, "
-            f"{pct(found['best_acc'])} validation accuracy."
+            f"Highest: **{best['variant']}** with {best['tta']}, {pct(best['valid_acc'])} "
+            "validation accuracy. "
         )
-    if found["gains"] and not found["tied"]:
-        gains = ", ".join(f"{k} {100 * v:+.1f}" for k, v in found["gains"].items())
-        text += f" Change against {found['baseline_variant']} (single view), in points: {gains}."
-    if np.isfinite(found["tta_gain"]) and not found["tied"]:
-        text += (
-            f" {found['tta_views']}-view TTA changes accuracy by {100 * found['tta_gain']:+.1f} "
-            "points on average."
-        )
-    text += (
-        f" With {n:,} validation images one standard error is about {100 * se:.1f} points, "
-        "so smaller differences are noise."
-    )
-    return text
+    return text + ablation_verdict(ablation)
 
 
 def load_ablation(run_dir: str | Path) -> pd.DataFrame | None:

@@ -20,7 +20,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=MODEL_NAMES, required=True)
     p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="passes over a large training set")
+    p.add_argument("--min-steps", type=int, help="floor on optimizer steps (small sets)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--image-size", type=int)
@@ -30,6 +31,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=("onecycle", "cosine"))
     p.add_argument("--class-balance", choices=("none", "weights", "sampler"))
     p.add_argument("--ema", type=float)
+    p.add_argument(
+        "--precise-bn", type=int, help="training images to re-estimate BatchNorm statistics on"
+    )
     p.add_argument("--tta", type=int, help="dihedral views averaged at evaluation (1-8)")
     p.add_argument("--train-limit", type=int, help="use only this many training images")
     p.add_argument("--split-mode", choices=("random", "stratified", "subject"))

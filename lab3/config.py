@@ -2,6 +2,17 @@
 
 CLI flags, papermill parameters and profiles all become a TrainConfig, saved as ``config.json``
 beside each run. A profile is a named set of defaults; explicit settings override it.
+
+How long a run trains follows the data (`TrainConfig.planned_epochs`). A profile gives each depth
+`epochs`, the passes over the training set a large set needs, and `min_steps`, a floor in
+optimizer steps. A run trains
+
+    epochs_run = max(epochs, ceil(min_steps / steps_per_epoch))
+
+epochs, so its budget in optimizer steps is max(epochs * steps_per_epoch, min_steps): it grows
+with the dataset above the floor, and a small set still gets `min_steps` updates (150 images at
+batch 32 are 4 steps an epoch; a fixed 5 epochs would be 20 steps, after which ResNet50 still
+answers one class). Epochs stay the unit of the history and the curves.
 """
 
 from __future__ import annotations
@@ -9,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +40,8 @@ class TrainConfig:
     out: str | None = None  # run folder; default outputs/runs/<model>-<timestamp>
     profile: str = "quick"  # the defaults this config started from (quick | full | tiny)
     # optimisation
-    epochs: int = 6
+    epochs: int = 6  # passes over a large training set; see the module docstring
+    min_steps: int = 0  # floor on the optimizer steps: a small set trains more epochs
     batch_size: int = 64
     lr: float = 0.05  # peak learning rate (reached after warm-up)
     optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) | adamw
@@ -38,6 +51,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_balance: str = "none"  # none | weights (loss weights) | sampler (balanced sampler)
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    # "precise BN": before each evaluation (and so before best.pt is saved), BatchNorm running
+    # statistics are re-estimated over this many training images (train mode, no gradients,
+    # cumulative average), so they match the weights evaluated; 0 = keep the running averages
+    precise_bn: int = 0
     zero_init_residual: bool = True  # last BN of each block starts at 0: blocks start as identity
     # data
     image_size: int = 64  # working resolution (pixels a side)
@@ -73,6 +90,11 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    def planned_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs this run trains: `epochs`, or more where they give fewer than `min_steps`."""
+        floor = math.ceil(self.min_steps / max(steps_per_epoch, 1))
+        return max(int(self.epochs), floor)
+
     # resolved execution settings -------------------------------------------------------------
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -104,7 +126,7 @@ class TrainConfig:
         return self._switch(self.compile, "compile")
 
 
-# Profiles: defaults per purpose; `epochs` may be a per-model table (deeper nets cost more).
+# Profiles: defaults per purpose; a value may be a per-model table (deeper nets cost more).
 PROFILES: dict[str, dict[str, Any]] = {
     # The CPU demo on the synthetic default: each depth trains in a few minutes on 2 cores.
     "quick": {
@@ -112,6 +134,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         # scratch in few steps where SGD sits at the majority class; 48 px keeps ResNet152 at
         # about 40 s an epoch; the lossless dihedral views are the only augmentation needed.
         "epochs": {"resnet18": 12, "resnet34": 8, "resnet50": 5, "resnet101": 4, "resnet152": 4},
+        # a small set trains at least this many steps (150 images: 4 steps an epoch)
+        "min_steps": {
+            "resnet18": 300,
+            "resnet34": 250,
+            "resnet50": 250,
+            "resnet101": 200,
+            "resnet152": 200,
+        },
+        "precise_bn": 256,
         "batch_size": 32,
         "optimizer": "adamw",
         "lr": 0.002,
@@ -130,6 +161,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "resnet101": 35,
             "resnet152": 35,
         },
+        "min_steps": 1000,
+        "precise_bn": 4096,
         "batch_size": 128,
         "lr": 0.2,
         "weight_decay": 5e-5,
@@ -166,9 +199,8 @@ def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
     model = overrides.get("model", TrainConfig.model)
     if model not in MODEL_NAMES:
         raise UserError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
-    values = dict(PROFILES[profile])
-    if isinstance(values.get("epochs"), dict):
-        values["epochs"] = values["epochs"][model]
+    # a profile's value may be a per-model table (deeper nets cost more per step)
+    values = {k: v[model] if isinstance(v, dict) else v for k, v in PROFILES[profile].items()}
     values.update(overrides)
     values["profile"] = profile
     config = TrainConfig(**values)
@@ -192,5 +224,8 @@ def _validate(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size", "image_size", "tta"):
         if int(getattr(config, name)) < 1:
             raise UserError(f"{name} must be at least 1, not {getattr(config, name)}")
+    for name in ("min_steps", "precise_bn"):
+        if int(getattr(config, name)) < 0:
+            raise UserError(f"{name} must be 0 or more, not {getattr(config, name)}")
     if not 1 <= config.tta <= 8:
         raise UserError(f"tta must be between 1 and 8 dihedral views, not {config.tta}")

@@ -6,6 +6,7 @@ Weighted F1 is C-NMC 2019's official score; quadratic Cohen's kappa is the retin
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 from sklearn import metrics as skm
@@ -79,3 +80,18 @@ def format_metrics(metrics: dict[str, float]) -> str:
 def standard_error(accuracy: float, n: int) -> float:
     """Binomial standard error of an accuracy measured on n images."""
     return math.sqrt(max(accuracy * (1 - accuracy), 1e-12) / max(n, 1))
+
+
+def paired_difference(
+    better: np.ndarray, worse: np.ndarray, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of `better - worse` (per-image correctness, 0/1, on the same images) with its
+    normal-approximation confidence interval. Pairing removes the images both get right or both
+    get wrong, so the interval is far tighter than two independent accuracies' errors."""
+    diff = np.asarray(better, dtype=float) - np.asarray(worse, dtype=float)
+    if len(diff) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(diff.mean())
+    spread = float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else math.inf
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return mean, mean - z * spread, mean + z * spread

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lab3.ablation import ablation_summary
+from lab3.ablation import ablation_verdict
 from lab3.config import TrainConfig
 from lab3.data.layouts import TRUTH_CSV, Layout
 from lab3.exploration import class_name, subjects_per_split
@@ -207,30 +207,10 @@ def discussion(
         points.append(f"{pretty_model_name(model)}: {shape}; {fit_note}.")
 
     if ablation is not None and not ablation.empty:
-        found = ablation_summary(ablation)
-        gains = "; ".join(
-            f"{name} {100 * gain:+.1f} points" for name, gain in found["gains"].items()
+        points.append(
+            "Preprocessing ablation (ResNet18, short runs, best checkpoint on the validation "
+            f"split). {ablation_verdict(ablation)}"
         )
-        if found["tied"]:
-            text = (
-                "In the preprocessing ablation (ResNet18, short runs) every setting reached the "
-                f"same validation accuracy ({pct(found['best_acc'])}): at that budget neither "
-                "preprocessing nor TTA made a measurable difference."
-            )
-        else:
-            text = (
-                "In the preprocessing ablation (ResNet18, short runs) the best setting was "
-                f"{found['best_variant']} with {found['best_tta']} "
-                f"({pct(found['best_acc'])} valid)."
-            )
-        if gains and not found["tied"]:
-            text += f" Against {found['baseline_variant']} without TTA: {gains}."
-        if np.isfinite(found["tta_gain"]) and not found["tied"]:
-            text += (
-                f" Averaging {found['tta_views']} dihedral views changed validation accuracy by "
-                f"{100 * found['tta_gain']:+.1f} points on average."
-            )
-        points.append(text)
 
     caveats = []
     if layout is not None:

@@ -146,20 +146,37 @@ def test_class_cues_differ_but_overlap() -> None:
     assert 0 < np.mean([p.hard for p in params[1]]) < 0.08
 
 
-def test_test_csvs_are_shuffled_identical_and_scored_by_test_labels(
+def test_test_csvs_list_the_same_ids_in_three_orders_and_truth_scores_them(
     dataset: tuple[Path, pd.DataFrame],
 ) -> None:
+    """Catches three identical test CSVs (the course's differ), lost or repeated IDs, and a
+    truth file whose labels do not belong to its IDs."""
     out, meta = dataset
-    contents = {(out / n).read_bytes() for n in TEST_CSV_NAMES}
-    assert len(contents) == 1, "the three test CSVs are identical"
-    ids = pd.read_csv(out / TEST_CSV_NAMES[0])["Path"].tolist()
-    assert sorted(ids) == sorted(f"./new_dataset/test/{i}.bmp" for i in range(COUNTS["test"]))
-    assert ids != sorted(ids, key=lambda p: int(PATH_FORM.match(p)[2])), "shuffled like the course"
+    orders = [pd.read_csv(out / n)["Path"].tolist() for n in TEST_CSV_NAMES]
+    expected = sorted(f"./new_dataset/test/{i}.bmp" for i in range(COUNTS["test"]))
+    for name, ids in zip(TEST_CSV_NAMES, orders, strict=True):
+        assert sorted(ids) == expected, f"{name}: every test image once"
+    assert len({tuple(ids) for ids in orders}) == 3, "three different orders, as in the course"
+    by_index = sorted(expected, key=lambda p: int(PATH_FORM.match(p)[2]))
+    assert all(ids != by_index for ids in orders), "shuffled like the course"
     truth = pd.read_csv(out / "test_labels.csv")
     assert list(truth.columns) == ["ID", "label"]
-    assert truth["ID"].tolist() == ids
+    assert truth["ID"].tolist() == orders[0]
     known = dict(zip(meta["path"], meta["label"], strict=True))
-    assert truth["label"].tolist() == [known[i] for i in ids]
+    assert truth["label"].tolist() == [known[i] for i in orders[0]]
+
+
+def test_test_orders_are_seeded_and_distinct_even_for_few_images() -> None:
+    """Catches orders that ignore the seed or repeat when the test split is tiny."""
+    for n in (3, 4, 50):
+        orders = synthetic.test_orders(n, seed=1)
+        assert len({tuple(o) for o in orders}) == 3, n
+        assert all(sorted(o) == list(range(n)) for o in orders)
+    same = synthetic.test_orders(50, seed=1)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(same, synthetic.test_orders(50, 1), strict=True)
+    )
+    assert not np.array_equal(same[1], synthetic.test_orders(50, seed=2)[1])
 
 
 def test_metadata_table(dataset: tuple[Path, pd.DataFrame]) -> None:
@@ -181,7 +198,7 @@ def test_same_seed_same_bytes_whatever_the_workers(
     _write(again, workers=2)
     other = tmp_path / "other"
     write_synthetic_dataset(other, train=2, valid=1, test=1, seed=4, workers=1, progress=False)
-    for rel in [*meta["path"], "train.csv", "resnet_18_test.csv", "metadata.csv"]:
+    for rel in [*meta["path"], "train.csv", *TEST_CSV_NAMES, "metadata.csv"]:
         assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
     for rel in ["new_dataset/train/0.bmp", "new_dataset/train/1.bmp", "new_dataset/test/0.bmp"]:
         assert (out / rel).read_bytes() != (other / rel).read_bytes(), rel

@@ -20,8 +20,9 @@ from lab3 import workbook
 from lab3.ablation import (
     ABLATION_CSV,
     ABLATION_VARIANTS,
+    IMAGES_CSV,
+    ablation_effects,
     ablation_findings,
-    ablation_summary,
     ablation_table,
     augmentation_views,
     load_ablation,
@@ -29,6 +30,7 @@ from lab3.ablation import (
     run_ablation,
     slug,
     tta_label,
+    with_intervals,
 )
 from lab3.cli import main
 from lab3.config import make_config
@@ -45,6 +47,7 @@ from lab3.exploration import (
     subjects_per_split,
 )
 from lab3.formatting import join_names, pct, style_table
+from lab3.metrics import paired_difference
 from lab3.models import build_model
 from lab3.models.reference import (
     compare_with_reference,
@@ -348,22 +351,57 @@ def test_ablation_of_the_run_is_complete_and_reusable(
     assert again["valid_acc"].tolist() == table.loc[table["views"] == 1, "valid_acc"].tolist()
     wide = ablation_table(table)
     assert list(wide.index) == list(ABLATION_VARIANTS)
+    per_image = pd.read_csv(run / "ablation" / IMAGES_CSV)
+    recomputed = _ablation_from(per_image)  # the intervals follow from the runs' own answers
+    for column in ("valid_acc", "gain", "gain_low", "gain_high", "tta_gain_low", "tta_gain_high"):
+        assert table[column].to_numpy() == pytest.approx(recomputed[column].to_numpy())
 
 
-def test_ablation_prose_reads_gains_and_ties() -> None:
-    rows = [("plain resize", 1, 0.70), ("plain resize", 8, 0.72),
-            ("tight crop", 1, 0.75), ("tight crop", 8, 0.78)]  # fmt: skip
-    table = pd.DataFrame(rows, columns=["variant", "views", "valid_acc"])
+def test_paired_interval_from_per_image_correctness() -> None:
+    """Catches an interval not computed from the paired images: 30 images where the better
+    variant alone is right on 6 and the worse alone on 1 give +5/30 with the paired standard
+    error of the differences; identical answers give a zero-width interval at zero."""
+    better = np.array([1] * 6 + [0] * 1 + [1] * 15 + [0] * 8)
+    worse = np.array([0] * 6 + [1] * 1 + [1] * 15 + [0] * 8)
+    diff = better - worse
+    mean, low, high = paired_difference(better, worse)
+    half = 1.959964 * diff.std(ddof=1) / np.sqrt(30)
+    assert mean == pytest.approx(5 / 30)
+    assert (low, high) == pytest.approx((5 / 30 - half, 5 / 30 + half))
+    assert paired_difference(better, better) == (0.0, 0.0, 0.0)
+
+
+def _ablation_from(per_image: pd.DataFrame) -> pd.DataFrame:
+    table = per_image.groupby(["variant", "views"], sort=False)["correct"].mean()
+    table = table.rename("valid_acc").reset_index()
     table["tta"] = table["views"].map(tta_label)
-    table["valid_images"] = 300
-    found = ablation_summary(table)
-    assert found["best_variant"] == "tight crop" and found["gains"]["tight crop"] == pytest.approx(
-        0.05
-    )
-    assert found["tta_gain"] == pytest.approx(0.025)
+    table["valid_images"] = per_image["image"].nunique()
+    return with_intervals(table, per_image)
+
+
+def test_ablation_prose_calls_only_intervals_clear_of_zero_findings() -> None:
+    """Catches a narrative that reads a difference inside the noise as a finding: tight crop
+    beats plain resize on 40 of 300 images (never worse: a finding), 8-view TTA changes 2."""
+    n = 300
+    rng = np.random.default_rng(0)
+    base = (rng.random(n) < 0.7).astype(int)
+    crop = base.copy()
+    crop[np.flatnonzero(base == 0)[:40]] = 1
+    frames = []
+    for variant, correct in (("plain resize", base), ("tight crop", crop)):
+        tta = correct.copy()
+        tta[np.flatnonzero(correct == 0)[:2]] = 1
+        for views, values in ((1, correct), (8, tta)):
+            frames.append(pd.DataFrame({"variant": variant, "views": views,
+                                        "image": np.arange(n), "correct": values}))  # fmt: skip
+    table = _ablation_from(pd.concat(frames, ignore_index=True))
+    effects = ablation_effects(table).set_index("effect")
+    assert effects.loc["tight crop vs plain resize", "real"]
+    assert effects.loc["tight crop vs plain resize", "points"] == pytest.approx(100 * 40 / n)
+    assert not effects.loc["8-view TTA on tight crop", "real"]
     text = ablation_findings(table)
-    assert "**tight crop** with 8 views (TTA), 78.0 %" in text and "tight crop +5.0" in text
-    assert "+2.5 points" in text and "2.4 points" in text  # the standard error on 300 images
+    assert "outside the noise: tight crop vs plain resize +13.3 points" in text
+    assert "inside the noise (the interval includes zero, so not a finding): 8-view TTA" in text
     table["valid_acc"] = 0.7
     assert ablation_findings(table).startswith("Every variant reached the same")
 

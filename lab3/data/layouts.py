@@ -55,8 +55,25 @@ class Layout:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def split(self, split: str) -> pd.DataFrame:
-        return self.table[self.table["split"] == split].reset_index(drop=True)
+    def split(self, split: str, model: str | None = None) -> pd.DataFrame:
+        """The rows of one split. For `test` with a `model` (e.g. "resnet50"), in the order of
+        that depth's test CSV: the course's three test CSVs list the same images in three
+        different orders, and a submission follows its own depth's."""
+        rows = self.table[self.table["split"] == split]
+        if split == "test" and model is not None:
+            rows = rows.set_index("id").loc[self.test_ids(model)].reset_index()[COLUMNS]
+        return rows.reset_index(drop=True)
+
+    def test_ids(self, model: str) -> list[str]:
+        """The IDs of `model`'s test CSV, in its order."""
+        key = model.lower().replace("_", "").replace("-", "")
+        if key not in self.test_csvs:
+            present = ", ".join(self.test_csvs) or "none"
+            raise UserError(
+                f"no test CSV for {model} here (present: {present}); pass a depth that has one",
+                self.root,
+            )
+        return read_csv(self.test_csvs[key], ["Path"])["Path"].tolist()
 
     @property
     def has_test_labels(self) -> bool:

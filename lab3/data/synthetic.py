@@ -490,6 +490,24 @@ def write_synthetic_dataset(
     return plan.drop(columns="index")
 
 
+def test_orders(n: int, seed: int) -> list[np.ndarray]:
+    """One seeded shuffle of the test rows per depth's CSV, as in the course.
+
+    The course's `resnet_18_test.csv`, `resnet_50_test.csv` and `resnet_152_test.csv` list the
+    same images in three different orders, so a submission that follows the wrong depth's CSV
+    is misaligned; the synthetic set keeps that trap. The truth file follows the first order.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7E57]))
+    orders: list[np.ndarray] = []
+    for _ in TEST_CSV_NAMES:
+        order = rng.permutation(n)
+        # Redraw a repeat (likely only for a handful of test images); n < 3 has too few orders.
+        while n >= 3 and any(np.array_equal(order, o) for o in orders):
+            order = rng.permutation(n)
+        orders.append(order)
+    return orders
+
+
 def _write_csvs(root: Path, plan: pd.DataFrame, seed: int) -> None:
     """The course's CSVs (same headers, path forms, line endings), the truth, the metadata."""
     for split in ("train", "valid"):
@@ -498,11 +516,10 @@ def _write_csvs(root: Path, plan: pd.DataFrame, seed: int) -> None:
             root / f"{split}.csv", index=False
         )
     test = plan[plan["split"] == "test"]
-    order = np.random.default_rng(np.random.SeedSequence([seed, 0x7E57])).permutation(len(test))
-    test = test.iloc[order]
-    for name in TEST_CSV_NAMES:
-        test[["path"]].rename(columns={"path": "Path"}).to_csv(root / name, index=False)
-    test[["path", "label"]].rename(columns={"path": "ID"}).to_csv(root / TRUTH_CSV, index=False)
+    for name, order in zip(TEST_CSV_NAMES, test_orders(len(test), seed), strict=True):
+        test.iloc[order][["path"]].rename(columns={"path": "Path"}).to_csv(root / name, index=False)
+    truth = test.iloc[test_orders(len(test), seed)[0]]
+    truth[["path", "label"]].rename(columns={"path": "ID"}).to_csv(root / TRUTH_CSV, index=False)
     plan[["path", "label", "split", "subject"]].to_csv(root / METADATA_CSV, index=False)
 
 

@@ -57,6 +57,18 @@ class PreparedData:
             channels_last=config.use_channels_last(),
         )
 
+    def statistics_loader(self) -> DeviceLoader | None:
+        """Training images, unaugmented like evaluation's, for re-estimating BatchNorm
+        statistics ("precise BN"): a fixed subset of `config.precise_bn` of them."""
+        if not self.config.precise_bn:
+            return None
+        rows = self.rows("train")
+        rng = np.random.default_rng(self.config.seed + 1)
+        rows = np.sort(rng.permutation(rows)[: self.config.precise_bn])
+        loader = self.loader("train")
+        loader.indices = rows
+        return loader
+
 
 def prepare_data(config: TrainConfig, progress: bool = True) -> PreparedData:
     layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)

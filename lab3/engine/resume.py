@@ -55,7 +55,8 @@ def fit_or_resume(config: TrainConfig, progress: bool | None = None) -> RunResul
         result_file = run / "result.json"
         if result_file.is_file() and (run / "history.csv").is_file():
             result = json.loads(result_file.read_text())
-            if not result.get("interrupted") and result.get("epochs_done", 0) >= config.epochs:
+            planned = result.get("epochs_planned", config.epochs)
+            if not result.get("interrupted") and result.get("epochs_done", 0) >= planned:
                 history = pd.read_csv(run / "history.csv")
                 return RunResult(
                     run, history, int(result["best_epoch"]), float(result["best_valid_acc"])

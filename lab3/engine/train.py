@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from lab3.config import TrainConfig
@@ -169,8 +170,10 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
     average = WeightAverage(model, config.ema) if config.ema > 0 else None
 
     train_loader = data.loader("train", train=True)
+    statistics_loader = data.statistics_loader()
     steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * config.epochs
+    epochs = config.planned_epochs(steps_per_epoch)
+    total_steps = steps_per_epoch * epochs
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
     history: list[dict[str, Any]] = []
     start_epoch, step = 1, 0
@@ -186,7 +189,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         best_acc = max((r["valid_acc"] for r in history), default=-1.0)
         best_epoch = next((r["epoch"] for r in history if r["valid_acc"] == best_acc), 0)
         torch.set_rng_state(previous["rng"]["torch"])
-        if start_epoch > config.epochs:
+        if start_epoch > epochs:
             frame = pd.DataFrame(history)
             return RunResult(run.path, frame, best_epoch, best_acc)
 
@@ -201,7 +204,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
 
     interrupted = False
     frame = pd.DataFrame(history)
-    for epoch in range(start_epoch, config.epochs + 1):
+    for epoch in range(start_epoch, epochs + 1):
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
         try:
@@ -211,7 +214,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
             train_model.train()
             bar = tqdm(
                 train_loader,
-                desc=f"{config.model} {epoch}/{config.epochs}",
+                desc=f"{config.model} {epoch}/{epochs}",
                 leave=False,
                 disable=not progress,
             )
@@ -246,6 +249,9 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
                 f"epoch {epoch - 1}: lower --lr (now {config.lr}) and start again",
                 run.path,
             )
+        if statistics_loader is not None:
+            # precise BN: statistics of these weights, not a lagging average over the epoch's
+            update_bn(statistics_loader, eval_model)
         row: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": round(train_loss, 6),
@@ -283,7 +289,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
             best_acc, best_epoch = row["valid_acc"], epoch
             # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer
             run.save("best.pt", {k: v for k, v in state.items() if k != "optimizer"})
-        log(format_row(config.model, config.epochs, row))
+        log(format_row(config.model, epochs, row))
         if os.environ.get(KILL_HOOK) == str(epoch):
             os.kill(os.getpid(), signal.SIGKILL)
     write_json_atomic(
@@ -293,6 +299,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
             "best_epoch": best_epoch,
             "best_valid_acc": best_acc,
             "epochs_done": len(history),
+            "epochs_planned": epochs,
             "interrupted": interrupted,
         },
     )
