@@ -47,7 +47,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "bench", help="time lab3's loader and training against the usual PyTorch pipeline"
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--models", default="resnet18,resnet50,resnet152")
+    p.add_argument("--models", default="resnet18,resnet50,resnet152", help="none: data only")
     p.add_argument("--out", help="results JSON (default benchmarks/results/bench_<device>.json)")
     p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
     p.add_argument("--image-size", type=int, help="default: the full profile's (224)")
@@ -57,6 +57,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved timed passes per side")
     p.add_argument("--workers", type=int, default=0, help="usual DataLoader workers (0: cores)")
     p.add_argument("--profile-steps", type=int, default=3, help="steps profiled per model")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,7 +249,7 @@ def _bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         data=args.data,
         device=args.device,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip() not in ("", "none")),
         image_size=args.image_size,
         batch_size=args.batch_size,
         augment=args.augment,
@@ -256,6 +257,7 @@ def _bench(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         workers=args.workers,
         profile_steps=args.profile_steps,
+        threads=args.threads,
     )
     # the command as run, every option spelled out, so the results say exactly what made them
     options = [

@@ -36,6 +36,7 @@ from lab3.bench.usual import (
     usual_transform,
 )
 from lab3.config import TrainConfig, make_config
+from lab3.data.preprocess import Augment
 from lab3.engine.data import PreparedData, prepare_data
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic, write_text_atomic
@@ -48,7 +49,7 @@ STAGED_BATCHES = 8  # distinct batches the compute-only side cycles through
 class BenchSettings:
     data: str = "data/synthetic"
     device: str = "auto"  # auto | cpu | cuda
-    models: tuple[str, ...] = ("resnet18", "resnet50", "resnet152")
+    models: tuple[str, ...] = ("resnet18", "resnet50", "resnet152")  # none: data pipeline only
     image_size: int | None = None  # None: the full profile's
     batch_size: int | None = None  # None: the full profile's
     augment: str | None = None  # lab3's augmentation; None: the full profile's
@@ -56,10 +57,9 @@ class BenchSettings:
     rounds: int = 3  # timed passes of each side, interleaved
     workers: int = 0  # the usual DataLoader's worker processes; 0: one per core
     profile_steps: int = 3  # steps of lab3's epoch recorded by torch.profiler; 0: none
+    threads: int = 0  # torch's threads in this process (both sides); 0: torch's default
 
     def __post_init__(self) -> None:
-        if not self.models:
-            raise UserError("name at least one model, e.g. --models resnet18")
         if self.rounds < 1 or self.images < 0:
             raise UserError("--rounds must be at least 1 and --images at least 0")
 
@@ -80,7 +80,9 @@ def run_bench(
     settings: BenchSettings, command: str, report: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
     """Measure every comparison; returns the results document (see `write_results`)."""
-    config = settings.config(settings.models[0])
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    config = settings.config(settings.models[0] if settings.models else "resnet18")
     device = config.resolved_device()
     started = time.perf_counter()
     data = prepare_data(config, progress=False)
@@ -96,7 +98,9 @@ def run_bench(
     dataset = UsualDataset(
         data.layout.table["path"].to_numpy()[rows].tolist(),
         data.labels[rows].tolist(),
-        usual_transform(config.image_size, data.cache.mean, data.cache.std),
+        usual_transform(
+            config.image_size, data.cache.mean, data.cache.std, Augment.parse(config.augment)
+        ),
     )
     usual = usual_loader(dataset, config.batch_size, device, settings.workers)
     report(f"data_pipeline: {len(rows)} images, batch {config.batch_size}, on {device}")
@@ -133,6 +137,7 @@ def run_bench(
             "compile": config.use_compile(),
             "cache_on_device": isinstance(data.images, torch.Tensor),
             "usual_workers": usual.num_workers,
+            "threads": torch.get_num_threads(),
             "rounds": settings.rounds,
         },
         "setup_seconds": {"cache": round(cache_seconds, 2), "cache_rebuilt": data.cache.rebuilt},

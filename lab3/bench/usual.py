@@ -5,9 +5,10 @@ decodes each BMP with PIL on every access, per-sample torchvision transforms, a 
 one worker per core and pinned memory, and torchvision's ResNet in float32 NCHW with PyTorch's
 default settings, trained by the tutorial's loop (which reads the loss back every step).
 
-Two choices are generous to this side: its workers persist between epochs (the tutorials
-restart them every epoch), and its rotation keeps torchvision's default nearest-neighbour
-interpolation (lab3 interpolates bilinearly).
+Its augmentation mirrors lab3's in kind and range (`usual_transform`). Two choices are generous
+to this side: its workers persist between epochs (the tutorials restart them every epoch), and
+its rotations keep torchvision's default nearest-neighbour interpolation (lab3 interpolates
+bilinearly).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lab3.data.preprocess import Augment
 from lab3.errors import UserError
 
 
@@ -53,19 +55,34 @@ class UsualDataset(Dataset):
         return self.transform(rgb), self.labels[index]
 
 
-def usual_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """Resize, random flips, a random rotation, ToTensor, Normalize: the tutorial's list."""
+def usual_transform(
+    size: int, mean: Sequence[float], std: Sequence[float], augment: Augment | None
+) -> Callable:
+    """Resize, then per-sample random transforms mirroring lab3's `augment` the way the
+    tutorials write them, then ToTensor and Normalize. lab3's dihedral views become random
+    flips and quarter turns; its affine jitter `RandomAffine` with the same ranges; its colour
+    jitter a brightness jitter. torchvision's default nearest-neighbour interpolation is kept
+    (lab3 interpolates bilinearly, which costs more)."""
     transforms = _torchvision().transforms
-    return transforms.Compose(
-        [
-            transforms.Resize((size, size)),
+    steps: list[Callable] = [transforms.Resize((size, size))]
+    if augment is not None and augment.dihedral:
+        steps += [
             transforms.RandomHorizontalFlip(),
             transforms.RandomVerticalFlip(),
-            transforms.RandomRotation(15),
-            transforms.ToTensor(),
-            transforms.Normalize(list(mean), list(std)),
+            transforms.RandomChoice([transforms.RandomRotation((a, a)) for a in (0, 90)]),
         ]
-    )
+    if augment is not None and augment.affine:
+        steps.append(
+            transforms.RandomAffine(
+                augment.max_rotation,
+                translate=(augment.max_shift, augment.max_shift),
+                scale=(1 - augment.max_scale, 1 + augment.max_scale),
+            )
+        )
+    if augment is not None and augment.color:
+        steps.append(transforms.ColorJitter(brightness=augment.max_brightness))
+    steps += [transforms.ToTensor(), transforms.Normalize(list(mean), list(std))]
+    return transforms.Compose(steps)
 
 
 def cores() -> int:
