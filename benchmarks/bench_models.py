@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 import torchvision
-from machine import cpu_name
 from torch import nn
 
+from lab3.bench.machine import device_name
 from lab3.models import build_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -50,12 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tag", default="", help="suffix for the results file names")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     return p.parse_args(argv)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return cpu_name(torch.get_num_threads())
 
 
 def sync(device: torch.device) -> None:

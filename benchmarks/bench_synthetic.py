@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from machine import cpu_name
 from PIL import Image, ImageFilter
 
+from lab3.bench.machine import cpu_name
 from lab3.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,6 +46,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="time lab3's loader and training against the usual PyTorch pipeline"
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--models", default="resnet18,resnet50,resnet152", help="none: data only")
+    p.add_argument("--out", help="results JSON (default benchmarks/results/bench_<device>.json)")
+    p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
+    p.add_argument("--image-size", type=int, help="default: the full profile's (224)")
+    p.add_argument("--batch-size", type=int, help="default: the full profile's (128)")
+    p.add_argument("--augment", help="lab3's augmentation (default: the full profile's)")
+    p.add_argument("--images", type=int, default=0, help="training images (default: all)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timed passes per side")
+    p.add_argument("--workers", type=int, default=0, help="usual DataLoader workers (0: cores)")
+    p.add_argument("--profile-steps", type=int, default=3, help="steps profiled per model")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab3", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="build report.pdf from an executed workbook run")
     p.add_argument("--run", default="outputs/latest")
+    _add_bench(sub)
     return parser
 
 
@@ -163,6 +182,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = build_report(Path(args.run))
         print(f"report: {path}")
         return 0
+    if args.command == "bench":
+        return _bench(args)
     raise AssertionError(args.command)
 
 
@@ -221,4 +242,38 @@ def _evaluate(args: argparse.Namespace) -> int:
         title=f"{result.config.model} ({args.split}, accuracy {result.metrics['accuracy']:.2%})",
     )
     print(f"figure: {figure}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import shlex
+
+    from lab3.bench import BenchSettings, format_table, run_bench, write_results
+
+    settings = BenchSettings(
+        data=args.data,
+        device=args.device,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip() not in ("", "none")),
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        images=args.images,
+        rounds=args.rounds,
+        workers=args.workers,
+        profile_steps=args.profile_steps,
+        threads=args.threads,
+    )
+    # the command as run, every option spelled out, so the results say exactly what made them
+    options = [
+        (f"--{name.replace('_', '-')}", str(value))
+        for name, value in vars(args).items()
+        if name != "command" and value is not None
+    ]
+    command = shlex.join(["lab3", "bench", *(part for option in options for part in option)])
+    document = run_bench(settings, command, report=lambda line: print(line, file=sys.stderr))
+    device = document["settings"]["device_type"]
+    out = Path(args.out or f"benchmarks/results/bench_{device}.json")
+    markdown = write_results(document, out)
+    print(format_table(document))
+    print(f"wrote {out} and {markdown}")
     return 0

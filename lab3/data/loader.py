@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from lab3.data.preprocess import Augment
+from lab3.data.preprocess import Augment, to_device
 
 
 class DeviceLoader:
@@ -47,6 +47,9 @@ class DeviceLoader:
         channels = images.shape[-1]
         self.mean = torch.tensor(mean[:channels], device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std[:channels], device=self.device).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add on the unscaled pixels
+        self.scale = 1 / (255 * self.std)
+        self.shift = -self.mean / self.std
         self.augment = augment
         self.shuffle = shuffle
         self.balanced = balanced
@@ -83,7 +86,7 @@ class DeviceLoader:
     def _host_batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         rows = np.sort(rows)  # memmap reads are fastest in file order; batch order is irrelevant
         if isinstance(self.images, torch.Tensor):
-            index = torch.as_tensor(rows, device=self.images.device)
+            index = to_device(torch.as_tensor(rows), self.images.device)
             return self.images.index_select(0, index), self.labels[torch.as_tensor(rows)], rows
         batch = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
         if self.device.type == "cuda":
@@ -108,19 +111,18 @@ class DeviceLoader:
                     pending = prefetch.submit(self._host_batch, batches[i + 1])
                 yield (
                     self._to_device(batch, labels, generator),
-                    labels.to(self.device, non_blocking=True),
+                    to_device(labels, self.device),
                     rows,
                 )
 
     def _to_device(
         self, batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        # uint8 N x H x W x C -> float N x C x H x W, unscaled: 1/255 joins the normalisation
+        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).contiguous().float()
         if self.augment is not None:
-            x = self.augment(x, generator)
-        x = (x - self.mean) / self.std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        else:
-            x = x.contiguous()
-        return x
+            x = self.augment(x, generator, white=255.0)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return torch.addcmul(
+            self.shift, x, self.scale, out=torch.empty_like(x, memory_format=layout)
+        )

@@ -251,9 +251,11 @@ class Augment:
         }
         return params
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator, white: float = 1.0
+    ) -> torch.Tensor:
         params = self.draw(images.shape[0], generator)
-        return apply_augmentation(images, params)
+        return apply_augmentation(images, params, white)
 
 
 def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -271,9 +273,35 @@ def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
     return theta
 
 
-def apply_augmentation(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on `device` without making the host wait for the GPU: a plain
+    `.to("cuda")` from pageable memory synchronises with the stream, so pin it and copy
+    asynchronously (the pinned block is kept until the copy is done)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`F.affine_grid(theta, (N, C, H, W), align_corners=False)` built by broadcasting, not by a
+    batched matrix product over every pixel: the same grid for a fraction of the work."""
+    options = {"device": theta.device, "dtype": theta.dtype}
+    xs = (torch.arange(width, **options) * 2 + 1) / width - 1
+    ys = (torch.arange(height, **options) * 2 + 1) / height - 1
+    grid = torch.empty(theta.shape[0], height, width, 2, **options)
+    for k in range(2):  # output x, then y: a row of theta applied to (x, y, 1)
+        row = theta[:, k, :, None, None]  # N x 3 x 1 x 1
+        torch.add(row[:, 0] * xs, row[:, 1] * ys[:, None] + row[:, 2], out=grid[..., k])
+    return grid
+
+
+def apply_augmentation(
+    images: torch.Tensor, params: dict[str, torch.Tensor], white: float = 1.0
+) -> torch.Tensor:
     """Apply parameters drawn by `Augment.draw` (on the CPU: the branch decisions below are made
-    there, so a CUDA batch needs no host synchronisation)."""
+    there, so a CUDA batch needs no host synchronisation). `white` is the value of a full
+    pixel, where colour jitter saturates: 1 for images in [0, 1], 255 for unscaled ones (the
+    loader scales by 1/255 in its normalisation, saving a pass over the batch)."""
     n, c = images.shape[:2]
     exact = bool(
         (params["angle"] == 0).all()
@@ -283,16 +311,16 @@ def apply_augmentation(images: torch.Tensor, params: dict[str, torch.Tensor]) ->
     if exact:
         images = dihedral_batch(images, params["quarter"], params["flip"])
     else:
-        theta = affine_matrices(params).to(device=images.device, dtype=images.dtype)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        theta = to_device(affine_matrices(params).to(images.dtype), images.device)
+        grid = affine_grid(theta, *images.shape[2:])
         images = F.grid_sample(
             images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
     gain = params["gain"][:, :c] if c == 3 else params["gain"][:, :1]
     factor = gain * params["brightness"][:, None]
     if not bool((factor == 1).all()):
-        factor = factor.to(device=images.device, dtype=images.dtype)
-        images = (images * factor[:, :, None, None]).clamp_(0, 1)
+        factor = to_device(factor.to(images.dtype), images.device)
+        images = (images * factor[:, :, None, None]).clamp_(0, white)
     return images
 
 
@@ -304,7 +332,7 @@ def dihedral_batch(images: torch.Tensor, quarter: torch.Tensor, flip: torch.Tens
             sel = torch.nonzero((quarter == q) & (flip == f)).flatten()
             if len(sel) == 0:
                 continue
-            index = sel.to(images.device)
+            index = to_device(sel, images.device)
             x = images.index_select(0, index)
             if f:
                 x = torch.flip(x, dims=(3,))

@@ -29,6 +29,7 @@ from lab3.config import TrainConfig
 from lab3.engine.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from lab3.engine.data import PreparedData, prepare_data
 from lab3.engine.evaluate import evaluate_loader
+from lab3.engine.step import TrainStep
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model
@@ -200,6 +201,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         label_smoothing=config.label_smoothing,
     )
     autocast = config.autocast()
+    train_step = TrainStep(train_model, optimizer, criterion, autocast)
     log = tqdm.write if progress else print
 
     interrupted = False
@@ -222,17 +224,12 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
                 factor = lr_factor(step, total_steps, warmup_steps, config.schedule)
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * factor
-                with autocast:
-                    logits = train_model(images)
-                    loss = criterion(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                logits, loss = train_step(images, labels)
                 if average is not None:
                     average.update(model, step)
                 step += 1
-                loss_sum += loss.detach() * labels.shape[0]
-                correct += (logits.detach().argmax(1) == labels).sum()
+                loss_sum += loss * labels.shape[0]
+                correct += (logits.argmax(1) == labels).sum()
                 seen += labels.shape[0]
             train_seconds = time.perf_counter() - started
             train_loss = loss_sum.item() / max(seen, 1)

@@ -1,9 +1,11 @@
-"""What the benchmark scripts record about the machine they ran on."""
+"""What a benchmark records about the machine it ran on."""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
+
+import torch
 
 
 def cpu_name(threads: int) -> str:
@@ -15,3 +17,10 @@ def cpu_name(threads: int) -> str:
     except OSError:
         pass
     return f"{platform.processor() or platform.machine()} ({threads} threads)"
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the processor's with the threads torch uses."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name(torch.get_num_threads())
