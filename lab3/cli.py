@@ -10,6 +10,13 @@ from pathlib import Path
 
 from lab3.errors import UserError
 
+# `lab3 run`'s settings when it starts a run; a resumed run keeps those it was started with.
+RUN_DEFAULTS = {
+    "data": "data/synthetic",
+    "profile": "quick",
+    "models": "resnet18,resnet50,resnet152",
+}
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from lab3.config import MODEL_NAMES, PROFILES
@@ -109,10 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True)
 
     p = sub.add_parser("run", help="run the whole workbook (all notebooks) headlessly")
-    p.add_argument("--data", default="data/synthetic")
-    p.add_argument("--profile", default="quick")
-    p.add_argument("--models", default="resnet18,resnet50,resnet152")
+    p.add_argument("--data", help=f"dataset folder (default {RUN_DEFAULTS['data']})")
+    p.add_argument("--profile", help=f"default {RUN_DEFAULTS['profile']}")
+    p.add_argument("--models", help=f"default {RUN_DEFAULTS['models']}")
     p.add_argument("--out", help="run folder (default outputs/<timestamp>)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue this interrupted or killed run with its own settings",
+    )
+
+    p = sub.add_parser(
+        "demo", help="the course demo: each depth's trained weights loaded and evaluated"
+    )
+    p.add_argument("--run", default="outputs/latest", help="a workbook run folder")
+    p.add_argument("--data", help="dataset folder (default: the one each depth was trained on)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = sub.add_parser("report", help="build report.pdf from an executed workbook run")
     p.add_argument("--run", default="outputs/latest")
@@ -170,11 +189,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(format_metrics(score(args.submission, args.truth)))
         return 0
     if args.command == "run":
-        from lab3.workbook import run_workbook
+        return _run(args)
+    if args.command == "demo":
+        from lab3.results import demo
 
-        run_workbook(
-            data=args.data, profile=args.profile, models=args.models.split(","), out=args.out
-        )
+        print(demo(args.run, args.data, args.device))
         return 0
     if args.command == "report":
         from lab3.report import build_report
@@ -185,6 +204,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         return _bench(args)
     raise AssertionError(args.command)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lab3.workbook import resume_workbook, run_workbook
+
+    if args.resume:
+        given = [f"--{name}" for name in (*RUN_DEFAULTS, "out") if getattr(args, name)]
+        if given:
+            raise UserError(
+                f"--resume continues a run with its own settings; drop {', '.join(given)}"
+            )
+        resume_workbook(args.resume)
+        return 0
+    settings = {name: getattr(args, name) or default for name, default in RUN_DEFAULTS.items()}
+    run_workbook(**settings, out=args.out)
+    return 0
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lab3.config import TrainConfig
+from lab3.config import MODEL_NAMES, TrainConfig
 from lab3.data.layouts import TRUTH_CSV, load_layout
 from lab3.data.preprocess import Pipeline, load_image
 from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
+from lab3.formatting import pct
 from lab3.plots import pretty_model_name
 from lab3.submission import score, write_submission
-from lab3.workbook import WorkbookPaths
+from lab3.workbook import RECORD, WorkbookPaths, read_record
 
 
 @dataclass
@@ -80,6 +81,59 @@ def evaluate_runs(
             evaluations[split] = loaded.evaluate(split, tta=config.tta)
         results[model] = ModelResults(model, run, config, history, evaluations, loaded)
     return results
+
+
+def trained_models(run_dir: str | Path) -> tuple[list[str], list[str]]:
+    """The depths of a workbook run that have a best.pt, in the run's order, and those the run
+    lists but has not trained yet."""
+    paths = WorkbookPaths(Path(run_dir).resolve())
+    if (paths.root / RECORD).is_file():
+        listed = read_record(paths.root)["models"]
+    else:  # a run folder assembled by hand, or notebooks run one by one in JupyterLab
+        found = {p.name for p in paths.runs.glob("*") if p.is_dir()}
+        listed = [m for m in MODEL_NAMES if m in found]
+    trained = [m for m in listed if (paths.run(m) / "best.pt").is_file()]
+    return trained, [m for m in listed if m not in trained]
+
+
+def demo_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
+    """The course demo, one row per depth: the checkpoint loaded, its validation accuracy, its
+    test accuracy where the test labels are known, and the TTA views averaged."""
+    rows = []
+    for model, result in results.items():
+        row: dict[str, Any] = {
+            "model": pretty_model_name(model),
+            "checkpoint": f"runs/{model}/best.pt",
+            "best epoch": result.best_epoch,
+        }
+        for split in ("valid", "test"):
+            if split in result.evaluations:
+                row[f"{split} acc"] = result.evaluations[split].metrics["accuracy"]
+        row["TTA views"] = int(result.evaluations["valid"].metrics["tta_views"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def demo(run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto") -> str:
+    """`lab3 demo`: load each trained depth of a run from disk, evaluate it, and return the
+    demo table as text. Reads the run and writes nothing into it."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UserError("no such run folder; pass --run outputs/<run>", run)
+    models, untrained = trained_models(run)
+    if not models:
+        raise UserError("no trained depth here (no runs/<model>/best.pt); run `lab3 run`", run)
+    table = demo_table(evaluate_runs(run, models, data_dir, device))
+    percent = {c: pct for c in table.columns if c.endswith(" acc")}
+    lines = [
+        f"{run.resolve()}: each depth's best.pt loaded from disk and evaluated",
+        table.to_string(formatters=percent),
+    ]
+    if "test acc" not in table.columns:
+        lines.append("test accuracy: unknown here, the data folder has no test labels")
+    if untrained:
+        lines.append(f"not trained yet in this run: {', '.join(untrained)}")
+    return "\n".join(lines)
 
 
 def report_split(results: Mapping[str, ModelResults]) -> str:

@@ -11,8 +11,13 @@ writes lands in one place::
                         submissions/   the Kaggle CSVs
                         ablation/      the preprocessing ablation's short runs
 
-A failing notebook stops the run with one line naming the notebook, the cell and the error; the
-partly executed notebook stays in the run folder (papermill saves it after every cell).
+While a notebook runs, every line its kernel prints reaches the terminal at once (notebook 04
+prints one per epoch). `workbook.json` records the run's parameters before the first notebook
+and each notebook as it finishes, so `lab3 run --resume RUN` continues a run that failed, was
+interrupted or was killed: finished notebooks are kept, the rest run again, and training resumes
+from each depth's last.pt. A failing notebook stops the run with one line naming the notebook,
+the cell and the error; the partly executed notebook stays in the run folder (papermill saves it
+after every cell). Only `outputs/latest` is maintained as a link, and only for runs in outputs/.
 
 `workbook_paths` gives the notebooks this layout, and `parse_models` their models parameter.
 """
@@ -20,12 +25,14 @@ partly executed notebook stays in the run folder (papermill saves it after every
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
-import shutil
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +53,7 @@ NOTEBOOKS = (
     "05_evaluation_and_report",
 )
 PER_MODEL = "04_train"
+RECORD = "workbook.json"  # the run's parameters and finished notebooks
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
 
 
@@ -162,7 +170,12 @@ def new_run_folder(out: str | Path | None) -> Path:
 
 
 def point_latest(run: Path) -> Path | None:
-    """Point `<parent>/latest` at `run`, atomically (a temporary link renamed over the old one)."""
+    """Point `outputs/latest` at `run`, atomically (a temporary link renamed over the old one).
+
+    Only for runs in outputs/: nothing is written beside a folder the user named with --out.
+    """
+    if run.parent != DEFAULT_OUTPUTS.resolve():
+        return None
     link = run.parent / LATEST
     if link.exists() and not link.is_symlink():
         print(f"workbook: {link} is not a symlink; left as it is", file=sys.stderr)
@@ -227,43 +240,6 @@ def stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
-class LiveStatus:
-    """On a terminal, the latest line a notebook prints (an epoch, an ablation variant) shown after
-    its progress prefix and overwritten in place, so a long training notebook visibly advances;
-    elsewhere (logs, CI, tests) it stays silent and the run prints one line per notebook."""
-
-    def __init__(self, prefix: str, stream: TextIO | None = None):
-        self.stream = stream or sys.stdout
-        self.prefix = prefix
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.pending = ""
-        self.shown = False
-
-    def write(self, text: str) -> int:
-        """papermill hands the kernel's stdout here (its `stdout_file`)."""
-        if not self.enabled:
-            return len(text)
-        self.pending += text
-        *complete, self.pending = self.pending.split("\n")
-        lines = [line.strip() for line in complete if line.strip()]
-        if lines:
-            width = shutil.get_terminal_size().columns - 1
-            self.stream.write(f"\r{self.prefix}  {lines[-1]}"[:width] + "\x1b[K")
-            self.stream.flush()
-            self.shown = True
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def clear(self) -> None:
-        """Erase the live status, leaving the prefix for the final word (ok / FAILED)."""
-        if self.shown:
-            self.stream.write(f"\r{self.prefix}\x1b[K")
-            self.stream.flush()
-            self.shown = False
-
-
 def _first_line(source: str) -> str:
     lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
     line = lines[0] if lines else ""
@@ -285,8 +261,113 @@ def _failure(step: Step, output: Path, err: BaseException) -> UserError:
         what = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
     return UserError(
         f"notebook {step.output} failed in {where}: {what}; "
-        f"the partly executed notebook is kept at {output}"
+        f"the partly executed notebook is kept at {output}; "
+        f"once fixed, continue with: lab3 run --resume {output.parent.parent}"
     )
+
+
+class NotebookProgress:
+    """What the terminal shows of one notebook: its name when it starts, every line its kernel
+    prints (an epoch of notebook 04, an ablation run of 02) as it arrives, its time at the end.
+
+    papermill hands the kernel's stdout to `write` (as its `stdout_file`) message by message.
+    Only whole lines are echoed, each from its last carriage return on, so a progress bar the
+    kernel redraws leaves one final line, and a log file gets no carriage-return noise.
+    """
+
+    INDENT = "      "
+    ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+    def __init__(self, prefix: str, stream: TextIO):
+        self.prefix = prefix
+        self.stream = stream
+        self.pending = ""
+        self.lines = 0
+        self._print(prefix, end="")
+
+    def _print(self, text: str, end: str = "\n") -> None:
+        self.stream.write(text + end)
+        self.stream.flush()
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *complete, self.pending = self.pending.split("\n")
+        for line in complete:
+            self._echo(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def _echo(self, raw: str) -> None:
+        line = self.ANSI.sub("", raw.rsplit("\r", 1)[-1]).rstrip()
+        if line.strip():
+            self._print(("" if self.lines else "\n") + self.INDENT + line)
+            self.lines += 1
+
+    def end(self, outcome: str) -> None:
+        """The closing word; after echoed lines the notebook is named again, so it reads alone."""
+        self._echo(self.pending)
+        self.pending = ""
+        self._print(f"{self.prefix if self.lines else ''}  {outcome}")
+
+
+def _sources(notebooks_dir: str | Path | None) -> dict[str, Path]:
+    """The workbook's notebooks: the repository's notebooks/, or ./notebooks when lab3 is not
+    installed from a checkout."""
+    if notebooks_dir is None:
+        notebooks_dir = NOTEBOOKS_DIR if NOTEBOOKS_DIR.is_dir() else Path("notebooks")
+    sources = {name: Path(notebooks_dir) / f"{name}.ipynb" for name in NOTEBOOKS}
+    missing = [p for p in sources.values() if not p.is_file()]
+    if missing:
+        raise UserError("workbook notebook not found; restore it from git", missing[0])
+    return sources
+
+
+def _kernel(kernel_name: str | None, sources: dict[str, Path]) -> str:
+    kernel = kernel_name or kernel_of(sources[NOTEBOOKS[0]])
+    check_kernel(kernel)
+    return kernel
+
+
+def read_record(run: Path) -> dict[str, Any]:
+    """A run's workbook.json: its parameters and the notebooks that finished."""
+    path = run / RECORD
+    if not path.is_file():
+        raise UserError(
+            f"no {RECORD}: not a run folder of `lab3 run`; pass one such as outputs/<run>", run
+        )
+    try:
+        record = json.loads(path.read_text())
+        record["data"], record["profile"], record["models"] = (
+            str(record["data"]),
+            str(record["profile"]),
+            list(record["models"]),
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"unreadable run record ({type(err).__name__}); start a new run instead", path
+        ) from None
+    record.setdefault("device", "auto")
+    record.setdefault("notebooks", [])
+    return record
+
+
+@contextlib.contextmanager
+def exclusive(run: Path) -> Iterator[None]:
+    """One `lab3 run` at a time per run folder. The lock is an flock on the folder, which the
+    operating system drops when its holder dies, even by SIGKILL, so no stale lock remains."""
+    fd = os.open(run, os.O_RDONLY)  # not inherited by the kernels
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                "another `lab3 run` is working in this run folder; wait for it to end", run
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def run_workbook(
@@ -297,88 +378,145 @@ def run_workbook(
     notebooks_dir: str | Path | None = None,
     kernel_name: str | None = None,
     device: str = "auto",
-    echo: Callable[..., None] = print,
+    stream: TextIO | None = None,
 ) -> Path:
     """Execute every notebook of the workbook into a new run folder; returns the folder.
 
-    `notebooks_dir` defaults to the repository's notebooks/ (or ./notebooks when lab3 is not
-    installed from a checkout); `kernel_name` to the notebooks' own kernelspec (python3, which
-    jupyter_client starts with this interpreter).
+    Everything a user can get wrong (profile, models, the data folder's layout, the kernel) is
+    checked before the run folder exists. `kernel_name` defaults to the notebooks' own
+    kernelspec (python3, which jupyter_client starts with this interpreter).
     """
-    import papermill
-
     from lab3.data.layouts import load_layout
 
     if isinstance(models, str):
         models = models.split(",")
     models = _check_arguments(profile, models)
-    if notebooks_dir is None:
-        notebooks_dir = NOTEBOOKS_DIR if NOTEBOOKS_DIR.is_dir() else Path("notebooks")
-    notebooks_dir = Path(notebooks_dir)
-    sources = {name: notebooks_dir / f"{name}.ipynb" for name in NOTEBOOKS}
-    missing = [p for p in sources.values() if not p.is_file()]
-    if missing:
-        raise UserError("workbook notebook not found; restore it from git", missing[0])
-    data_dir = load_layout(data).root  # a bad data folder fails here, before any kernel starts
-    kernel = kernel_name or kernel_of(sources[NOTEBOOKS[0]])
-    check_kernel(kernel)
-
+    sources = _sources(notebooks_dir)
+    data_dir = load_layout(data).root  # a bad data folder fails here, in seconds
+    kernel = _kernel(kernel_name, sources)
     run = new_run_folder(out)
-    executed = run / "notebooks"
-    for folder in (executed, run / "figures", run / "runs", run / "submissions"):
-        folder.mkdir(parents=True, exist_ok=True)
-    steps = plan(data_dir, run, profile, models, device)
     record: dict[str, Any] = {
         "data": str(data_dir),
         "profile": profile,
         "models": list(models),
         "device": device,
-        "started": datetime.now().isoformat(timespec="seconds"),
+        "started": _now(),
         "notebooks": [],
     }
-    echo(f"workbook: {run} ({profile} profile, {', '.join(models)}, data {data_dir})")
-    started = time.perf_counter()
-    width = max(len(s.output) for s in steps)
-    for index, step in enumerate(steps, start=1):
-        output = executed / step.output
-        prefix = f"[{index}/{len(steps)}] {step.output:<{width}}"
-        echo(prefix, end="", flush=True)
-        live = LiveStatus(prefix)
-        t0 = time.perf_counter()
-        try:
-            with stderr_to(run / KERNEL_LOG):
-                papermill.execute_notebook(
-                    str(sources[step.source]),
-                    str(output),
-                    parameters=step.parameters,
-                    kernel_name=kernel,
-                    cwd=str(executed),
-                    progress_bar=False,
-                    log_output=False,
-                    stdout_file=live,
-                    request_save_on_cell_execute=True,
-                )
-        except KeyboardInterrupt:
-            live.clear()
-            echo("  interrupted")
-            echo(f"workbook: the partly executed notebook is kept at {output}")
-            raise
-        except Exception as err:  # papermill, nbclient and jupyter_client raise many types
-            live.clear()
-            echo(f"  {time.perf_counter() - t0:7.1f} s  FAILED")
-            record["failed"] = step.output
-            write_json_atomic(run / "workbook.json", record)
-            raise _failure(step, output, err) from None
-        live.clear()
-        seconds = time.perf_counter() - t0
-        record["notebooks"].append({"notebook": step.output, "seconds": round(seconds, 1)})
-        echo(f"  {seconds:7.1f} s  ok")
-    record["seconds"] = round(time.perf_counter() - started, 1)
-    record["finished"] = datetime.now().isoformat(timespec="seconds")
-    write_json_atomic(run / "workbook.json", record)
+    write_json_atomic(run / RECORD, record)  # from here on, `lab3 run --resume` can continue it
+    return _execute(run, record, sources, kernel, stream or sys.stdout)
+
+
+def resume_workbook(
+    run_dir: str | Path,
+    notebooks_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+    stream: TextIO | None = None,
+) -> Path:
+    """Continue an interrupted or killed run with its own parameters (from workbook.json):
+    the notebooks that finished are kept, the rest run, and training continues from last.pt."""
+    from lab3.data.layouts import load_layout
+
+    stream = stream or sys.stdout
+    run = Path(run_dir).expanduser()
+    record = read_record(run)
+    if "finished" in record:
+        stream.write(f"workbook: {run} finished at {record['finished']}; nothing to resume\n")
+        return run.resolve()
+    _check_arguments(record["profile"], record["models"])
+    sources = _sources(notebooks_dir)
+    load_layout(record["data"])
+    kernel = _kernel(kernel_name, sources)
+    record.setdefault("resumed", []).append(_now())
+    return _execute(run.resolve(), record, sources, kernel, stream)
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+def _execute(
+    run: Path, record: dict[str, Any], sources: dict[str, Path], kernel: str, stream: TextIO
+) -> Path:
+    """Run the notebooks the record does not list as finished, recording each as it ends."""
+    steps = plan(Path(record["data"]), run, record["profile"], record["models"], record["device"])
+    executed = run / "notebooks"
+    done = {
+        entry["notebook"]: entry
+        for entry in record["notebooks"]
+        if (executed / entry["notebook"]).is_file()
+    }
+    record.pop("failed", None)
+    verb = "resuming" if record.get("resumed") else "running"
+    with exclusive(run):
+        for folder in (executed, run / "figures", run / "runs", run / "submissions"):
+            folder.mkdir(parents=True, exist_ok=True)
+        stream.write(
+            f"workbook: {verb} {run} ({record['profile']} profile, "
+            f"{', '.join(record['models'])}, data {record['data']})\n"
+        )
+        width = max(len(s.output) for s in steps)
+        for index, step in enumerate(steps, start=1):
+            prefix = f"[{index}/{len(steps)}] {step.output:<{width}}"
+            if step.output in done:
+                stream.write(f"{prefix}  finished earlier, kept\n")
+                continue
+            seconds = _execute_step(step, sources[step.source], run, kernel, prefix, stream, record)
+            done[step.output] = {"notebook": step.output, "seconds": round(seconds, 1)}
+            record["notebooks"] = [done[s.output] for s in steps if s.output in done]
+            write_json_atomic(run / RECORD, record)
+        record["seconds"] = round(sum(entry["seconds"] for entry in record["notebooks"]), 1)
+        record["finished"] = _now()
+        write_json_atomic(run / RECORD, record)
     link = point_latest(run)
-    echo(
-        f"workbook: done in {record['seconds'] / 60:.1f} min; "
-        f"report: lab3 report --run {link if link is not None else run}"
+    stream.write(
+        f"workbook: done, {record['seconds'] / 60:.1f} min of notebooks; "
+        f"report: lab3 report --run {link if link is not None else run}\n"
     )
+    stream.flush()
     return run
+
+
+def _execute_step(
+    step: Step,
+    source: Path,
+    run: Path,
+    kernel: str,
+    prefix: str,
+    stream: TextIO,
+    record: dict[str, Any],
+) -> float:
+    """One notebook through papermill, its kernel's lines echoed live; returns its seconds."""
+    import papermill
+
+    output = run / "notebooks" / step.output
+    progress = NotebookProgress(prefix, stream)
+    started = time.perf_counter()
+    try:
+        with stderr_to(run / KERNEL_LOG):
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=step.parameters,
+                kernel_name=kernel,
+                cwd=str(output.parent),
+                progress_bar=False,
+                log_output=False,
+                stdout_file=progress,
+                request_save_on_cell_execute=True,
+            )
+    except KeyboardInterrupt:
+        progress.end("interrupted")
+        stream.write(
+            f"workbook: the partly executed notebook is kept at {output}; "
+            f"continue with: lab3 run --resume {run}\n"
+        )
+        raise
+    except Exception as err:  # papermill, nbclient and jupyter_client raise many types
+        progress.end(f"{time.perf_counter() - started:7.1f} s  FAILED")
+        record["failed"] = step.output
+        write_json_atomic(run / RECORD, record)
+        raise _failure(step, output, err) from None
+    seconds = time.perf_counter() - started
+    progress.end(f"{seconds:7.1f} s  ok")
+    return seconds

@@ -70,8 +70,9 @@ def test_round_trip_train_evaluate_predict_score(
     assert history["epoch"].tolist() == [1, 2]
     assert json.loads((run / "history.json").read_text())[1]["epoch"] == 2
     assert TrainConfig.load(run / "config.json").epochs == 2
-    for name in ("last.pt", "best.pt", "result.json"):
+    for name in ("best.pt", "result.json"):
         assert (run / name).is_file()
+    assert not (run / "last.pt").exists()  # a finished run drops its resume state
 
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--split", "valid"]) == 0
     out = capsys.readouterr().out

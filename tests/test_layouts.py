@@ -176,3 +176,26 @@ def test_unknown_layout_lists_what_was_looked_for(tmp_path: Path) -> None:
 def test_missing_folder() -> None:
     with pytest.raises(UserError, match="no such data folder"):
         load_layout("/nonexistent/lab3-data")
+
+
+def test_cnmc_is_found_inside_the_archives_wrapping(fixtures: Path, tmp_path: Path) -> None:
+    """Catches a detection too narrow for C-NMC as unpacked: fold folders two levels down."""
+    for path in sorted((fixtures / "cnmc").glob("*.bmp")):
+        cls = "all" if path.name.endswith("_all.bmp") else "hem"
+        dest = tmp_path / "C-NMC_Leukemia" / "training_data" / "fold_0" / cls / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest)
+    layout = load_layout(tmp_path, valid_fraction=0.2, test_fraction=0.2)
+    assert layout.name == "cnmc" and len(layout.table) == 11
+
+
+def test_stray_cnmc_names_deep_in_another_tree_are_no_dataset(tmp_path: Path) -> None:
+    """Catches detection that crawls every subfolder: a leftover UID_*.bmp four levels down in
+    a temporary folder was taken for C-NMC and the run failed later on the corrupt file."""
+    stray = tmp_path / "pytest-of-u" / "pytest-3" / "test_cnmc0" / "fold_0" / "all"
+    stray.mkdir(parents=True)
+    (stray / "UID_1_1_1_all.bmp").write_bytes(b"corrupt")
+    (tmp_path / "a" / "b" / "c" / "d").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "c" / "d" / "UID_2_1_1_hem.bmp").write_bytes(b"corrupt")
+    with pytest.raises(UserError, match="no known dataset layout"):
+        load_layout(tmp_path)

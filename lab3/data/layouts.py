@@ -6,8 +6,8 @@ Three layouts are recognised, in this order:
   ``resnet_<depth>_test.csv`` files with ``Path``), images under ``new_dataset/`` or the doubled
   ``new_dataset/new_dataset/`` that unzipping often leaves behind;
 * ``cnmc``: C-NMC 2019 as distributed
-  (``fold_*/all|hem/UID_<subject>_<image>_<cell>_<all|hem>.bmp``),
-  or a flat folder of such files, split here by image, stratified, or by subject;
+  (``fold_*/all|hem/UID_<subject>_<image>_<cell>_<all|hem>.bmp``, the folds up to two folders
+  down), or a flat folder of such files, split here by image, stratified, or by subject;
 * ``retinopathy``: the earlier edition's headerless one-column CSVs and ``<name>.jpeg`` images.
 
 Everything downstream (Dataset, cache, training, submissions) works from the table alone.
@@ -238,8 +238,19 @@ def _read_truth(csv: Path) -> dict[str, int]:
 # --- C-NMC 2019 --------------------------------------------------------------------------------
 
 
+# Where C-NMC puts its images, relative to the folder a user points at: a flat folder, the
+# distributed fold_*/all|hem/, and that with the one or two folders the archive wraps it in
+# (C-NMC_Leukemia/training_data/fold_0/all/). Only these are looked at: crawling every subfolder
+# would take a stray UID_*.bmp deep in an unrelated tree (a temporary folder) for a dataset.
+CNMC_GLOBS = (
+    "UID_*.bmp",
+    *(f"{wrap}fold_*/{cls}/UID_*.bmp" for wrap in ("", "*/", "*/*/") for cls in ("all", "hem")),
+)
+
+
 def _cnmc_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("UID_*.bmp") if CNMC_NAME.match(p.name))
+    found = {p for pattern in CNMC_GLOBS for p in root.glob(pattern)}
+    return sorted(p for p in found if CNMC_NAME.match(p.name))
 
 
 def _cnmc_layout(

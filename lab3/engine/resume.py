@@ -1,7 +1,8 @@
 """Train into a run folder, or continue/reuse what is already there (notebooks 02 and 04).
 
-A finished run is read back, an interrupted one resumed from last.pt, and a folder holding a
-run with other settings is refused, so re-running a notebook never loses work.
+A finished run is read back, an interrupted one resumed from last.pt, one killed before its
+first checkpoint started again, and a folder holding a run with other settings is refused, so
+re-running a notebook never loses work.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab3.config import TrainConfig
-from lab3.engine.train import RunResult, fit
+from lab3.engine.train import RunFolder, RunResult, fit
 from lab3.errors import UserError
 
 # Settings that do not change what a run learns: a run folder may be continued with other values.
@@ -38,28 +39,49 @@ def fit_or_resume(config: TrainConfig, progress: bool | None = None) -> RunResul
     """Train into `config.out`, or continue/reuse what is already there.
 
     A finished run is read back without touching it, an interrupted one continues from last.pt,
-    so re-running a notebook never loses work and never fails on its own output.
+    and one killed before its first checkpoint starts again, so re-running a notebook (or
+    `lab3 run --resume`) never loses work and never fails on its own output.
     """
     if not config.out:
         return fit(config, progress=progress)
     run = Path(config.out)
     saved_config = run / "config.json"
-    if (run / "last.pt").is_file() and saved_config.is_file():
-        changed = _differences(TrainConfig.load(saved_config), config)
-        if changed:
-            raise UserError(
-                f"this run folder holds a run with other settings ({'; '.join(changed[:3])}); "
-                "delete it or use another run_dir",
-                run,
-            )
-        result_file = run / "result.json"
-        if result_file.is_file() and (run / "history.csv").is_file():
-            result = json.loads(result_file.read_text())
-            planned = result.get("epochs_planned", config.epochs)
-            if not result.get("interrupted") and result.get("epochs_done", 0) >= planned:
-                history = pd.read_csv(run / "history.csv")
-                return RunResult(
-                    run, history, int(result["best_epoch"]), float(result["best_valid_acc"])
-                )
+    if not saved_config.is_file():
+        return fit(config, progress=progress)
+    changed = _differences(TrainConfig.load(saved_config), config)
+    if changed:
+        raise UserError(
+            f"this run folder holds a run with other settings ({'; '.join(changed[:3])}); "
+            "delete it or use another run_dir",
+            run,
+        )
+    finished = _finished(run, config)
+    if finished is not None:
+        return finished
+    if (run / "last.pt").is_file():
         return fit(config, resume=True, progress=progress)
+    _discard_unstarted(run)
     return fit(config, progress=progress)
+
+
+def _finished(run: Path, config: TrainConfig) -> RunResult | None:
+    """The run's result when it trained all its epochs (tidying a leftover last.pt), else None."""
+    result_file = run / "result.json"
+    if not (result_file.is_file() and (run / "history.csv").is_file()):
+        return None
+    result = json.loads(result_file.read_text())
+    planned = result.get("epochs_planned", config.epochs)  # budgets may add epochs
+    if result.get("interrupted") or result.get("epochs_done", 0) < planned:
+        return None
+    RunFolder(run).drop_resume_state()  # a kill between result.json and the clean-up
+    history = pd.read_csv(run / "history.csv")
+    return RunResult(run, history, int(result["best_epoch"]), float(result["best_valid_acc"]))
+
+
+def _discard_unstarted(run: Path) -> None:
+    """Remove what a run killed before its first checkpoint wrote (its settings, a first history
+    row, half-written files), so it can start again; anything else (a best.pt) is left for fit
+    to refuse rather than deleted."""
+    for name in ("config.json", "history.csv", "history.json"):
+        (run / name).unlink(missing_ok=True)
+    RunFolder(run).drop_resume_state()

@@ -3,7 +3,9 @@
 Every file a run writes goes through `RunFolder`, so under several processes one rank alone can
 do the writing. `last.pt` (every epoch) and `best.pt` (best valid accuracy) are written
 atomically; `--resume` continues from `last.pt` and reproduces the history an uninterrupted run
-would have written (the loader's order and augmentation depend only on seed and epoch).
+would have written (the loader's order and augmentation depend only on seed and epoch). A run
+that finishes keeps `best.pt` (weights, no optimizer state) and drops `last.pt`: the optimizer's
+moments are twice the weights' size and only resuming needs them.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from lab3.errors import UserError
 from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model
 
-KILL_HOOK = (
-    "LAB3_KILL_AFTER_EPOCH"  # tests: SIGKILL this process right after that epoch's checkpoint
-)
+# Tests: SIGKILL this process right after that epoch's checkpoint ("2"), or only in the run
+# folder of that name ("resnet50:2"; a workbook trains several runs in one kernel).
+KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"
 
 
 class TrainingDiverged(UserError):
@@ -66,6 +68,8 @@ class RunFolder:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             path = Path("outputs") / "runs" / f"{config.model}-{stamp}"
         if resume:
+            if (path / "result.json").is_file() and not (path / "last.pt").is_file():
+                raise UserError("this run finished; there is nothing to resume", path)
             if not (path / "last.pt").is_file():
                 raise UserError(
                     "nothing to resume: no last.pt here; drop --resume to start a run", path
@@ -86,6 +90,32 @@ class RunFolder:
 
     def save(self, name: str, state: dict[str, Any]) -> None:
         save_checkpoint(self.path / name, state)
+
+    def close(self, model: str, epochs: int, result: RunResult) -> RunResult:
+        """Record how the run ended; a finished run drops what only resuming needs.
+
+        result.json is written first, so a kill in between leaves a run that reads as finished
+        (`fit_or_resume` then tidies it), never one that reads as unstarted.
+        """
+        write_json_atomic(
+            self.path / "result.json",
+            {
+                "model": model,
+                "best_epoch": result.best_epoch,
+                "best_valid_acc": result.best_valid_acc,
+                "epochs_done": len(result.history),
+                "epochs_planned": epochs,
+                "interrupted": result.interrupted,
+            },
+        )
+        if not result.interrupted:
+            self.drop_resume_state()
+        return result
+
+    def drop_resume_state(self) -> None:
+        """Remove last.pt and temporaries a killed write left behind (`.<name>.*.tmp`)."""
+        for path in [self.path / "last.pt", *self.path.glob(".*.tmp")]:
+            path.unlink(missing_ok=True)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -190,9 +220,12 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         best_acc = max((r["valid_acc"] for r in history), default=-1.0)
         best_epoch = next((r["epoch"] for r in history if r["valid_acc"] == best_acc), 0)
         torch.set_rng_state(previous["rng"]["torch"])
-        if start_epoch > epochs:
-            frame = pd.DataFrame(history)
-            return RunResult(run.path, frame, best_epoch, best_acc)
+        if start_epoch > epochs:  # killed after its last checkpoint
+            return run.close(
+                config.model,
+                epochs,
+                RunResult(run.path, pd.DataFrame(history), best_epoch, best_acc),
+            )
 
     train_model: nn.Module = torch.compile(model) if config.use_compile() else model
     eval_model = average.model if average is not None else model
@@ -281,26 +314,18 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
             "in_channels": data.pipeline.channels,
             "class_names": list(data.layout.class_names),
         }
-        run.save("last.pt", state)
         if row["valid_acc"] > best_acc:
             best_acc, best_epoch = row["valid_acc"], epoch
-            # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer
+            # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer.
+            # Written before last.pt: a kill in between repeats this epoch, and so this save.
             run.save("best.pt", {k: v for k, v in state.items() if k != "optimizer"})
-        log(format_row(config.model, epochs, row))
-        if os.environ.get(KILL_HOOK) == str(epoch):
+        run.save("last.pt", state)
+        log(format_row(config.model, epochs, row, history))
+        if os.environ.get(KILL_HOOK) in (str(epoch), f"{run.path.name}:{epoch}"):
             os.kill(os.getpid(), signal.SIGKILL)
-    write_json_atomic(
-        run.path / "result.json",
-        {
-            "model": config.model,
-            "best_epoch": best_epoch,
-            "best_valid_acc": best_acc,
-            "epochs_done": len(history),
-            "epochs_planned": epochs,
-            "interrupted": interrupted,
-        },
+    return run.close(
+        config.model, epochs, RunResult(run.path, frame, best_epoch, best_acc, interrupted)
     )
-    return RunResult(run.path, frame, best_epoch, best_acc, interrupted)
 
 
 def class_weights(data: PreparedData) -> torch.Tensor:
@@ -309,11 +334,15 @@ def class_weights(data: PreparedData) -> torch.Tensor:
     return counts.sum() / (len(counts) * counts)
 
 
-def format_row(model: str, epochs: int, row: dict[str, Any]) -> str:
+def format_row(model: str, epochs: int, row: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    """One epoch as one line (what `lab3 run` shows while notebook 04 trains), ending with the
+    time this depth still needs at its mean epoch time so far."""
     text = (
         f"{model} epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} "
         f"acc {row['train_acc']:.2%}  valid loss {row['valid_loss']:.4f} acc {row['valid_acc']:.2%}"
     )
     if "test_acc" in row:
         text += f"  test acc {row['test_acc']:.2%}"
-    return text + f"  lr {row['lr']:.4g}  {row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
+    text += f"  lr {row['lr']:.4g}  {row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
+    left = (epochs - int(row["epoch"])) * sum(r["seconds"] for r in history) / len(history)
+    return text + (f"  ETA {int(left // 60)}m{int(left % 60):02d}s" if left > 0 else "  done")
