@@ -247,3 +247,53 @@ def test_cache_decode_speed_is_reported(fixtures: Path, tmp_path: Path) -> None:
     assert total > 0 and time.perf_counter() - started < 5
     image = Image.open(layout.table["path"][0])
     assert image.size == (450, 450)
+
+
+def _label_coded_images(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images that carry their own label (a bright square in the red or green channel, which
+    survives every augmentation) and their row number (the blue channel, unaugmented)."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.7).astype(np.int64)
+    images = np.zeros((n, 12, 12, 3), np.uint8)
+    images[..., 2] = np.arange(n, dtype=np.uint8)[:, None, None]
+    for i, label in enumerate(labels):
+        images[i, 2:10, 2:10, label] = 200
+    return images, labels
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["memmap", "tensor"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"shuffle": True}, {"shuffle": True, "augment": Augment()}, {"balanced": True}],
+    ids=["ordered", "shuffled", "augmented", "balanced"],
+)
+def test_loader_labels_belong_to_their_images(options: dict, on_device: bool) -> None:
+    """Every batch's labels are those of its own images, in the same row order.
+
+    Catches pairing labels with the rows before the batch is sorted for reading (half the
+    training labels wrong, invisible to any test on a majority-class model)."""
+    images, labels = _label_coded_images()
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    loader = DeviceLoader(
+        torch.from_numpy(images) if on_device else images,
+        labels,
+        np.arange(3, len(images)),  # not every row: the loader's rows index the whole cache
+        batch_size=8,
+        device="cpu",
+        mean=mean,
+        std=std,
+        seed=1,
+        **options,
+    )
+    seen = []
+    for epoch in (1, 2):
+        loader.set_epoch(epoch)
+        for x, y, rows in loader:
+            pixels = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+            assert torch.equal(y, torch.as_tensor(labels[rows])), f"epoch {epoch}"
+            assert torch.equal(pixels[:, :2].sum((2, 3)).argmax(1), y), f"epoch {epoch}"
+            if "augment" not in options:
+                blue = (pixels[:, 2] * 255).round().long()
+                assert torch.equal(blue, torch.as_tensor(rows).view(-1, 1, 1).expand_as(blue))
+            seen.extend(rows.tolist())
+    assert set(seen) <= set(range(3, len(images))) and len(set(seen)) > len(images) // 2

@@ -110,20 +110,50 @@ def test_round_trip_train_evaluate_predict_score(
     )
 
 
-def test_resume_after_a_real_kill_reproduces_the_history(
+def _tensors_equal(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_resume_after_a_real_kill_equals_an_uninterrupted_run(
     small_synthetic: Path, tmp_path: Path
 ) -> None:
-    straight = _train(small_synthetic, tmp_path / "straight", "--epochs", "3")
+    """Killed at its best epoch and resumed, a run with a weight average ends as an
+    uninterrupted one: same history, result.json, best.pt (epoch, weights, averaged weights),
+    and the same weights in every checkpoint both runs keep.
+
+    Catches a resume that forgets the best validation accuracy so far (a later, worse epoch
+    overwrites best.pt), that restarts the weight average, the schedule or the random state."""
+    epochs, ema = "3", ("--ema", "0.9")
+    straight = _train(small_synthetic, tmp_path / "straight", "--epochs", epochs, *ema)
     assert straight.returncode == 0, straight.stderr
-    killed = _train(small_synthetic, tmp_path / "killed", "--epochs", "3", env={KILL_HOOK: "2"})
+    expected = json.loads((tmp_path / "straight" / "result.json").read_text())
+    kill = expected["best_epoch"]
+    assert kill < int(epochs), "the best epoch must come before the last for this to test resume"
+    killed = _train(
+        small_synthetic, tmp_path / "killed", "--epochs", epochs, *ema, env={KILL_HOOK: str(kill)}
+    )
     assert killed.returncode == -signal.SIGKILL
-    assert pd.read_csv(tmp_path / "killed" / "history.csv")["epoch"].tolist() == [1, 2]
-    resumed = _train(small_synthetic, tmp_path / "killed", "--epochs", "3", "--resume")
+    assert pd.read_csv(tmp_path / "killed" / "history.csv")["epoch"].tolist() == [
+        *range(1, kill + 1)
+    ]
+    resumed = _train(small_synthetic, tmp_path / "killed", "--epochs", epochs, *ema, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+
     a = pd.read_csv(tmp_path / "straight" / "history.csv")[METRIC_COLUMNS]
     b = pd.read_csv(tmp_path / "killed" / "history.csv")[METRIC_COLUMNS]
     assert b["epoch"].tolist() == [1, 2, 3]  # each epoch exactly once
     pd.testing.assert_frame_equal(a, b, atol=1e-5, rtol=0)
+    assert json.loads((tmp_path / "killed" / "result.json").read_text()) == expected
+    for name in ("best.pt", "last.pt"):
+        if not (tmp_path / "straight" / name).is_file():
+            continue
+        want, got = (read_checkpoint(tmp_path / run / name) for run in ("straight", "killed"))
+        assert got["epoch"] == want["epoch"], name
+        assert want.get("ema") is not None, f"{name} keeps no weight average"
+        assert _tensors_equal(got["model"], want["model"]), f"{name}: weights differ"
+        assert _tensors_equal(got.get("ema"), want.get("ema")), f"{name}: averages differ"
 
 
 def test_existing_run_folder_is_never_overwritten(small_synthetic: Path, tmp_path: Path) -> None:

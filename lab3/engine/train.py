@@ -264,8 +264,8 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
                 loss_sum += loss * labels.shape[0]
                 correct += (logits.argmax(1) == labels).sum()
                 seen += labels.shape[0]
+            train_loss = loss_sum.item() / max(seen, 1)  # waits for the queued GPU work
             train_seconds = time.perf_counter() - started
-            train_loss = loss_sum.item() / max(seen, 1)
         except KeyboardInterrupt:
             interrupted = True
             log(

@@ -1,0 +1,129 @@
+"""Datasets the tests write themselves, in the formats users bring, so no test needs ../shared.
+
+* `write_course_dataset`: the course's Kaggle layout (``train.csv``/``valid.csv`` with
+  ``Path,label``, three ``resnet_*_test.csv`` listing the same images in three different orders,
+  ``test_labels.csv``) with a strong colour cue, so a few epochs of a tiny ResNet18 run separate
+  the classes and label-based checks (accuracy, per-ID submissions, resume) mean something.
+* `write_format_samples`: stand-ins for ../shared/fixtures with the same file names, counts and
+  formats (C-NMC BMPs of a cell on black, the course CSVs, the retinopathy edition's headerless
+  CSVs), used when the real samples are absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+TEST_CSV_NAMES = ("resnet_18_test.csv", "resnet_50_test.csv", "resnet_152_test.csv")
+# Cell colours far apart in hue: normal cells blue, blasts purple-red (label 0, label 1).
+CLASS_COLOURS = ((40, 60, 150), (150, 40, 90))
+CNMC_NAMES = (
+    "UID_1_1_1_all.bmp", "UID_1_2_2_all.bmp", "UID_1_3_1_all.bmp", "UID_1_4_2_all.bmp",
+    "UID_3_4_2_all.bmp", "UID_53_4_8_all.bmp", "UID_H10_47_2_hem.bmp", "UID_H6_10_1_hem.bmp",
+    "UID_H6_1_1_hem.bmp", "UID_h3_4_1_hem.bmp", "UID_h3_5_1_hem.bmp",
+)  # fmt: skip
+
+
+def cell_image(
+    rng: np.random.Generator, size: int, colour: tuple[int, int, int], radius: float
+) -> np.ndarray:
+    """A textured disk (a stand-in cell) on a black background, somewhere near the centre."""
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = size / 2 + rng.uniform(-0.1, 0.1, 2) * size
+    disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    noise = rng.normal(0, 10, (size, size, 3))
+    pixels = np.clip(np.asarray(colour, dtype=float) + noise, 20, 255).astype(np.uint8)
+    return np.where(disk[..., None], pixels, 0).astype(np.uint8)
+
+
+def _labels(rng: np.random.Generator, n: int, blast_share: float) -> np.ndarray:
+    """About `blast_share` ones, both classes always present, in random order."""
+    ones = min(max(int(round(n * blast_share)), 1), n - 1)
+    return rng.permutation(np.r_[np.ones(ones, np.int64), np.zeros(n - ones, np.int64)])
+
+
+def write_course_dataset(
+    root: Path,
+    train: int = 64,
+    valid: int = 32,
+    test: int = 24,
+    size: int = 32,
+    seed: int = 0,
+    doubled: bool = False,
+    blast_share: float = 0.68,
+) -> Path:
+    """The course layout with `size`-px BMPs whose colour gives the class away.
+
+    The three test CSVs list the test images in three different shuffled orders (as the
+    course's do), none of them the sorted order, so a submission that follows the wrong order
+    or assigns labels in sorted-ID order is wrong for some rows. `doubled` puts the images
+    under ``new_dataset/new_dataset/`` as unzipping the course archive does.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    image_base = root / "new_dataset" if doubled else root
+    ids: dict[str, list[str]] = {}
+    labels: dict[str, np.ndarray] = {}
+    for split, n in (("train", train), ("valid", valid), ("test", test)):
+        labels[split] = _labels(rng, n, blast_share)
+        ids[split] = [f"./new_dataset/{split}/{i}.bmp" for i in range(n)]
+        for rel, label in zip(ids[split], labels[split], strict=True):
+            path = image_base / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            radius = size * rng.uniform(0.2, 0.35)
+            image = cell_image(rng, size, CLASS_COLOURS[label], radius)
+            Image.fromarray(image).save(path, format="BMP")
+    for split in ("train", "valid"):
+        frame = pd.DataFrame({"Path": ids[split], "label": labels[split]})
+        frame.to_csv(root / f"{split}.csv", index=False)
+    for name, order in zip(TEST_CSV_NAMES, shuffled_orders(rng, test, 3), strict=True):
+        pd.DataFrame({"Path": [ids["test"][i] for i in order]}).to_csv(root / name, index=False)
+    truth = pd.DataFrame({"ID": ids["test"], "label": labels["test"]})
+    truth.to_csv(root / "test_labels.csv", index=False)
+    return root
+
+
+def shuffled_orders(rng: np.random.Generator, n: int, count: int) -> list[np.ndarray]:
+    """`count` distinct permutations of range(n), none of them the identity or ID-sorted."""
+    id_sorted = sorted(range(n), key=lambda i: f"{i}.bmp")
+    forbidden = {tuple(range(n)), tuple(id_sorted)}
+    orders: list[np.ndarray] = []
+    while len(orders) < count:
+        order = rng.permutation(n)
+        if tuple(order) not in forbidden:
+            forbidden.add(tuple(order))
+            orders.append(order)
+    return orders
+
+
+def write_format_samples(root: Path, seed: int = 0) -> Path:
+    """Stand-ins for ../shared/fixtures: same names, counts and formats, made-up content."""
+    rng = np.random.default_rng(seed)
+    cnmc = root / "cnmc"
+    cnmc.mkdir(parents=True)
+    for name in CNMC_NAMES:
+        # About a fifth of the 450 px frame, with the real cells' stain colour and texture.
+        image = cell_image(rng, 450, (75, 33, 82), radius=rng.uniform(100, 125))
+        Image.fromarray(image).save(cnmc / name, format="BMP")
+    ta = root / "ta_csv"
+    ta.mkdir()
+    for split, n in (("train", 7995), ("valid", 1599)):
+        frame = pd.DataFrame(
+            {"Path": [f"./new_dataset/{split}/{i}.bmp" for i in range(n)],
+             "label": _labels(rng, n, 0.68)}
+        )  # fmt: skip
+        frame.to_csv(ta / f"{split}.csv", index=False)
+    test_ids = [f"./new_dataset/test/{i}.bmp" for i in range(1067)]
+    for name, order in zip(TEST_CSV_NAMES, shuffled_orders(rng, 1067, 3), strict=True):
+        pd.DataFrame({"Path": [test_ids[i] for i in order]}).to_csv(ta / name, index=False)
+    retinopathy = root / "retinopathy_csv"
+    retinopathy.mkdir()
+    for prefix, n in (("train", 28100), ("test", 7026)):
+        names = [f"{prefix}{i}_{'left' if i % 2 else 'right'}" for i in range(n)]
+        (retinopathy / f"{prefix}_img.csv").write_text("\n".join(names) + "\n")
+        grades = rng.permutation(np.arange(n) % 5)
+        (retinopathy / f"{prefix}_label.csv").write_text("\n".join(map(str, grades)) + "\n")
+    return root
