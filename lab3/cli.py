@@ -40,6 +40,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default outputs/runs/<model>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--sync-bn",
+        action="store_const",
+        const=True,
+        help="under torchrun: BatchNorm statistics over all processes' batches (CUDA only)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,6 +55,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
     workers: int = 0  # processes decoding the cache; 0 = all cores
+    # several processes (torchrun): batch_size and workers are per process; the global batch is
+    # batch_size x world_size and lr scales with it (`lab3.engine.distributed.scaled_lr`)
+    world_size: int = 1  # processes that trained together; set from torchrun's environment
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (CUDA only)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
