@@ -17,9 +17,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train one ResNet; writes a run folder with history and checkpoints"
     )
-    p.add_argument("--model", choices=MODEL_NAMES, required=True)
-    p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
+    p.add_argument("--model", choices=MODEL_NAMES)
+    p.add_argument("--data", help="dataset folder (default: data/synthetic)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument(
+        "--config", help="start from a saved config.json (a run's settings); flags override it"
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -97,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick")
     p.add_argument("--models", default="resnet18,resnet50,resnet152")
     p.add_argument("--out", help="run folder (default outputs/<timestamp>)")
+    p.add_argument(
+        "--nproc", type=int, default=1, help="processes training each depth (torchrun, DDP)"
+    )
 
     p = sub.add_parser("report", help="build report.pdf from an executed workbook run")
     p.add_argument("--run", default="outputs/latest")
@@ -156,7 +162,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from lab3.workbook import run_workbook
 
         run_workbook(
-            data=args.data, profile=args.profile, models=args.models.split(","), out=args.out
+            data=args.data,
+            profile=args.profile,
+            models=args.models.split(","),
+            out=args.out,
+            nproc=args.nproc,
         )
         return 0
     if args.command == "report":
@@ -193,7 +203,16 @@ def _train(args: argparse.Namespace) -> int:
     # every train flag is a TrainConfig field of the same name (`--profile` picks the defaults)
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"profile"}
     settings = {name: value for name, value in vars(args).items() if name in fields}
-    config = make_config(args.profile, **settings)
+    profile = args.profile
+    if args.config:  # the saved settings, then the flags given on top
+        saved = TrainConfig.read(args.config)
+        profile = saved.profile
+        settings = {**saved.to_dict(), **{k: v for k, v in settings.items() if v is not None}}
+        settings.pop("profile")
+    elif args.model is None:
+        raise UserError("--model is required (or --config with a saved config.json)")
+    settings["data"] = settings["data"] or "data/synthetic"
+    config = make_config(profile, **settings)
     result = fit(config, resume=args.resume)
     print(
         f"run folder: {result.run_dir}  best valid acc {result.best_valid_acc:.2%} "

@@ -77,6 +77,19 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    @classmethod
+    def read(cls, path: str | Path) -> TrainConfig:
+        """A config file a user names: a missing or malformed one is one clear error."""
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(
+                f"cannot read a config ({type(err).__name__}); pass a run's config.json", path
+            ) from None
+        if not isinstance(values, dict) or "model" not in values:
+            raise UserError("not a lab3 config.json (no model in it); pass a run's one", path)
+        return cls.from_dict(values)
+
     # resolved execution settings -------------------------------------------------------------
     def resolved_device(self) -> torch.device:
         if self.device == "auto":

@@ -102,9 +102,14 @@ class Step:
 
 
 def plan(
-    data: Path, run_dir: Path, profile: str, models: Sequence[str], device: str = "auto"
+    data: Path,
+    run_dir: Path,
+    profile: str,
+    models: Sequence[str],
+    device: str = "auto",
+    nproc: int = 1,
 ) -> list[Step]:
-    """The notebook executions of one run, in order."""
+    """The notebook executions of one run, in order; 04 trains with `nproc` processes."""
     common = {
         "data_dir": str(data),
         "run_dir": str(run_dir),
@@ -116,7 +121,7 @@ def plan(
     for name in NOTEBOOKS:
         if name == PER_MODEL:
             for model in models:
-                params = {**common, "model": model}
+                params = {**common, "model": model, "nproc": nproc}
                 steps.append(Step(name, f"{name}_{model}.ipynb", params))
         else:
             steps.append(Step(name, f"{name}.ipynb", dict(common)))
@@ -297,6 +302,7 @@ def run_workbook(
     notebooks_dir: str | Path | None = None,
     kernel_name: str | None = None,
     device: str = "auto",
+    nproc: int = 1,
     echo: Callable[..., None] = print,
 ) -> Path:
     """Execute every notebook of the workbook into a new run folder; returns the folder.
@@ -327,12 +333,15 @@ def run_workbook(
     executed = run / "notebooks"
     for folder in (executed, run / "figures", run / "runs", run / "submissions"):
         folder.mkdir(parents=True, exist_ok=True)
-    steps = plan(data_dir, run, profile, models, device)
+    if nproc < 1:
+        raise UserError(f"--nproc must be at least 1, not {nproc}")
+    steps = plan(data_dir, run, profile, models, device, nproc)
     record: dict[str, Any] = {
         "data": str(data_dir),
         "profile": profile,
         "models": list(models),
         "device": device,
+        "nproc": nproc,
         "started": datetime.now().isoformat(timespec="seconds"),
         "notebooks": [],
     }

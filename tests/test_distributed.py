@@ -22,8 +22,10 @@ from lab3.data.loader import DeviceLoader, shard
 from lab3.engine.checkpoint import read_checkpoint
 from lab3.engine.distributed import scaled_lr
 from lab3.engine.evaluate import evaluate_checkpoint
+from lab3.engine.resume import fit_or_resume
 from lab3.engine.train import RAISE_HOOK, fit
 from lab3.errors import UserError
+from lab3.workbook import PER_MODEL, plan
 
 # 48 training images, batches of 8: one process makes 6 steps an epoch, each of two ranks 3.
 SETTINGS = {
@@ -187,3 +189,29 @@ def test_sync_bn_on_the_cpu_is_refused(small_synthetic: Path, tmp_path: Path) ->
     )
     with pytest.raises(UserError, match="sync-bn needs CUDA"):
         fit(config, progress=False)
+
+
+@pytest.mark.slow
+def test_notebook_launcher_relays_progress_and_reuses_the_run(
+    small_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What notebook 04 does under `lab3 run --nproc 2`. Catches a launcher that loses the epoch
+    lines, drops settings on the way to the processes (config.json must equal the wanted
+    config), or trains a finished run again."""
+    config = make_config(**SETTINGS, model="resnet18", data=str(small_synthetic))
+    config.out = str(tmp_path / "run")
+    result = fit_or_resume(config, nproc=2)
+    assert "epoch 1/2" in capsys.readouterr().out
+    assert result.history["epoch"].tolist() == [1, 2]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved == {**config.to_dict(), "world_size": 2}
+    again = fit_or_resume(config, nproc=2)
+    assert capsys.readouterr().out == ""
+    assert again.best_valid_acc == result.best_valid_acc
+
+
+def test_workbook_passes_nproc_to_the_training_notebooks(tmp_path: Path) -> None:
+    steps = plan(tmp_path, tmp_path, "tiny", ["resnet18", "resnet50"], nproc=4)
+    training = [s for s in steps if s.source == PER_MODEL]
+    assert [s.parameters["nproc"] for s in training] == [4, 4]
+    assert all("nproc" not in s.parameters for s in steps if s.source != PER_MODEL)
