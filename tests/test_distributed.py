@@ -215,3 +215,16 @@ def test_workbook_passes_nproc_to_the_training_notebooks(tmp_path: Path) -> None
     training = [s for s in steps if s.source == PER_MODEL]
     assert [s.parameters["nproc"] for s in training] == [4, 4]
     assert all("nproc" not in s.parameters for s in steps if s.source != PER_MODEL)
+
+
+def test_a_non_main_rank_writes_nothing(tmp_path: Path) -> None:
+    """Catches ranks other than 0 writing config, history, checkpoints or result.json."""
+    from lab3.engine.train import RunFolder
+
+    folder = RunFolder(tmp_path, writes=False)
+    config = make_config(**SETTINGS, model="resnet18", data="unused")
+    folder.save_config(config)
+    folder.save_epoch(None, [{"epoch": 1, "valid_acc": 0.5}])  # type: ignore[arg-type]
+    result = folder.result(config, [{"epoch": 1, "valid_acc": 0.5}], interrupted=False)
+    assert result.best_epoch == 1
+    assert list(tmp_path.iterdir()) == []
