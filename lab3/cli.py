@@ -15,6 +15,7 @@ RUN_DEFAULTS = {
     "data": "data/synthetic",
     "profile": "quick",
     "models": "resnet18,resnet50,resnet152",
+    "nproc": 1,
 }
 
 
@@ -24,9 +25,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train one ResNet; writes a run folder with history and checkpoints"
     )
-    p.add_argument("--model", choices=MODEL_NAMES, required=True)
-    p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
+    p.add_argument("--model", choices=MODEL_NAMES)
+    p.add_argument("--data", help="dataset folder (default: data/synthetic)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument(
+        "--config", help="start from a saved config.json (a run's settings); flags override it"
+    )
     p.add_argument("--epochs", type=int, help="passes over a large training set")
     p.add_argument("--min-steps", type=int, help="floor on optimizer steps (small sets)")
     p.add_argument("--batch-size", type=int)
@@ -51,6 +55,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default outputs/runs/<model>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--sync-bn",
+        action="store_const",
+        const=True,
+        help="under torchrun: BatchNorm statistics over all processes' batches (CUDA only)",
+    )
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -125,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="continue this interrupted or killed run with its own settings",
     )
+    p.add_argument("--nproc", type=int, help="processes training each depth (torchrun, DDP)")
 
     p = sub.add_parser(
         "demo", help="the course demo: each depth's trained weights loaded and evaluated"
@@ -247,7 +258,16 @@ def _train(args: argparse.Namespace) -> int:
     # every train flag is a TrainConfig field of the same name (`--profile` picks the defaults)
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"profile"}
     settings = {name: value for name, value in vars(args).items() if name in fields}
-    config = make_config(args.profile, **settings)
+    profile = args.profile
+    if args.config:  # the saved settings, then the flags given on top
+        saved = TrainConfig.read(args.config)
+        profile = saved.profile
+        settings = {**saved.to_dict(), **{k: v for k, v in settings.items() if v is not None}}
+        settings.pop("profile")
+    elif args.model is None:
+        raise UserError("--model is required (or --config with a saved config.json)")
+    settings["data"] = settings["data"] or "data/synthetic"
+    config = make_config(profile, **settings)
     result = fit(config, resume=args.resume)
     print(
         f"run folder: {result.run_dir}  best valid acc {result.best_valid_acc:.2%} "

@@ -72,6 +72,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
     workers: int = 0  # processes decoding the cache; 0 = all cores
+    # several processes (torchrun): batch_size and workers are per process; the global batch is
+    # batch_size x world_size and lr scales with it (`lab3.engine.distributed.scaled_lr`)
+    world_size: int = 1  # processes that trained together; set from torchrun's environment
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (CUDA only)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,6 +98,19 @@ class TrainConfig:
         """Epochs this run trains: `epochs`, or more where they give fewer than `min_steps`."""
         floor = math.ceil(self.min_steps / max(steps_per_epoch, 1))
         return max(int(self.epochs), floor)
+
+    @classmethod
+    def read(cls, path: str | Path) -> TrainConfig:
+        """A config file a user names: a missing or malformed one is one clear error."""
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(
+                f"cannot read a config ({type(err).__name__}); pass a run's config.json", path
+            ) from None
+        if not isinstance(values, dict) or "model" not in values:
+            raise UserError("not a lab3 config.json (no model in it); pass a run's one", path)
+        return cls.from_dict(values)
 
     # resolved execution settings -------------------------------------------------------------
     def resolved_device(self) -> torch.device:

@@ -110,9 +110,14 @@ class Step:
 
 
 def plan(
-    data: Path, run_dir: Path, profile: str, models: Sequence[str], device: str = "auto"
+    data: Path,
+    run_dir: Path,
+    profile: str,
+    models: Sequence[str],
+    device: str = "auto",
+    nproc: int = 1,
 ) -> list[Step]:
-    """The notebook executions of one run, in order."""
+    """The notebook executions of one run, in order; 04 trains with `nproc` processes."""
     common = {
         "data_dir": str(data),
         "run_dir": str(run_dir),
@@ -124,7 +129,7 @@ def plan(
     for name in NOTEBOOKS:
         if name == PER_MODEL:
             for model in models:
-                params = {**common, "model": model}
+                params = {**common, "model": model, "nproc": nproc}
                 steps.append(Step(name, f"{name}_{model}.ipynb", params))
         else:
             steps.append(Step(name, f"{name}.ipynb", dict(common)))
@@ -378,6 +383,7 @@ def run_workbook(
     notebooks_dir: str | Path | None = None,
     kernel_name: str | None = None,
     device: str = "auto",
+    nproc: int = 1,
     stream: TextIO | None = None,
 ) -> Path:
     """Execute every notebook of the workbook into a new run folder; returns the folder.
@@ -394,12 +400,15 @@ def run_workbook(
     sources = _sources(notebooks_dir)
     data_dir = load_layout(data).root  # a bad data folder fails here, in seconds
     kernel = _kernel(kernel_name, sources)
+    if nproc < 1:
+        raise UserError(f"--nproc must be at least 1, not {nproc}")
     run = new_run_folder(out)
     record: dict[str, Any] = {
         "data": str(data_dir),
         "profile": profile,
         "models": list(models),
         "device": device,
+        "nproc": nproc,
         "started": _now(),
         "notebooks": [],
     }
@@ -439,7 +448,14 @@ def _execute(
     run: Path, record: dict[str, Any], sources: dict[str, Path], kernel: str, stream: TextIO
 ) -> Path:
     """Run the notebooks the record does not list as finished, recording each as it ends."""
-    steps = plan(Path(record["data"]), run, record["profile"], record["models"], record["device"])
+    steps = plan(
+        Path(record["data"]),
+        run,
+        record["profile"],
+        record["models"],
+        record["device"],
+        record.get("nproc", 1),
+    )
     executed = run / "notebooks"
     done = {
         entry["notebook"]: entry

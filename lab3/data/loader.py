@@ -2,7 +2,8 @@
 
 The same code serves the CPU and CUDA. The epoch's order depends only on (seed, epoch), so a
 resumed run sees the batches an uninterrupted one would, and under several processes each rank
-takes its own shard of the same permutation (``rank::world_size``). Augmentation parameters are
+takes its own shard of the same permutation (``rank::world_size``; for training, shards of equal
+length, see `shard`). Augmentation parameters are
 drawn on the CPU from a generator seeded by (seed, epoch, rank), so CPU and CUDA runs agree.
 """
 
@@ -15,6 +16,19 @@ import numpy as np
 import torch
 
 from lab3.data.preprocess import Augment, to_device
+
+
+def shard(rows: np.ndarray, rank: int, world_size: int, equal: bool) -> np.ndarray:
+    """This rank's share of an epoch's rows: every `world_size`-th row from `rank` on.
+
+    `equal` cuts the rows to a multiple of `world_size` first (fewer than `world_size` images wait
+    for the next epoch's permutation, as `drop_last` does within a rank): every rank then runs the
+    same number of steps, as DistributedDataParallel's collectives need, and no image is seen
+    twice in an epoch. Evaluation keeps every row (`equal=False`) and gathers the shards.
+    """
+    if equal:
+        rows = rows[: len(rows) - len(rows) % world_size]
+    return rows[rank::world_size]
 
 
 class DeviceLoader:
@@ -76,11 +90,15 @@ class DeviceLoader:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        rows = self.indices[order.numpy()]
-        return rows[self.rank :: self.world_size]
+        return shard(self.indices[order.numpy()], self.rank, self.world_size, self.equal_shards)
+
+    @property
+    def equal_shards(self) -> bool:
+        """Training loaders (shuffled or balanced) give every rank the same number of batches."""
+        return self.shuffle or self.balanced
 
     def __len__(self) -> int:
-        n = len(range(self.rank, len(self.indices), self.world_size))
+        n = len(shard(np.arange(len(self.indices)), self.rank, self.world_size, self.equal_shards))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _host_batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

@@ -12,6 +12,7 @@ from lab3.data.cache import ImageCache, load_or_build
 from lab3.data.layouts import Layout, load_layout
 from lab3.data.loader import DeviceLoader
 from lab3.data.preprocess import Augment, Pipeline
+from lab3.engine.distributed import Distributed
 
 GPU_CACHE_FRACTION = 0.3  # hold the whole cache on the GPU when it takes at most this much memory
 
@@ -25,6 +26,7 @@ class PreparedData:
     images: np.ndarray | torch.Tensor  # the cache, on the device when it fits there
     labels: np.ndarray
     device: torch.device
+    group: Distributed = Distributed()  # loaders serve this process's shard
 
     def rows(self, split: str) -> np.ndarray:
         rows = np.flatnonzero((self.layout.table["split"] == split).to_numpy())
@@ -41,20 +43,25 @@ class PreparedData:
         self, split: str, train: bool = False, batch_size: int | None = None
     ) -> DeviceLoader:
         config = self.config
+        batch = batch_size or (config.batch_size if train else config.batch_size * 2)
+        rows = self.rows(split)
+        per_rank = len(rows) // self.group.world_size  # a training shard (see loader.shard)
         return DeviceLoader(
             self.images,
             self.labels,
-            self.rows(split),
-            batch_size=batch_size or (config.batch_size if train else config.batch_size * 2),
+            rows,
+            batch_size=batch,
             device=self.device,
             mean=self.cache.mean,
             std=self.cache.std,
             augment=Augment.parse(config.augment) if train else None,
             shuffle=train,
             balanced=train and config.class_balance == "sampler",
-            drop_last=train and len(self.rows(split)) > config.batch_size,
+            drop_last=train and per_rank > batch,
             seed=config.seed,
             channels_last=config.use_channels_last(),
+            rank=self.group.rank,
+            world_size=self.group.world_size,
         )
 
     def statistics_loader(self) -> DeviceLoader | None:
@@ -70,15 +77,21 @@ class PreparedData:
         return loader
 
 
-def prepare_data(config: TrainConfig, progress: bool = True) -> PreparedData:
+def prepare_data(
+    config: TrainConfig, progress: bool = True, group: Distributed | None = None
+) -> PreparedData:
     layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
     pipeline = Pipeline.for_config(config.preprocess, config.image_size)
     cache = load_or_build(layout, pipeline, workers=config.workers or None, progress=progress)
     device = config.resolved_device()
+    if device.type == "cuda" and group is not None and group.enabled:
+        device = torch.device("cuda", group.local_rank)
     images: np.ndarray | torch.Tensor = cache.images
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if cache.images.nbytes < GPU_CACHE_FRACTION * free:
             images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(device)
     labels = layout.table["label"].to_numpy(dtype=np.int64)
-    return PreparedData(config, layout, pipeline, cache, images, labels, device)
+    return PreparedData(
+        config, layout, pipeline, cache, images, labels, device, group or Distributed.single()
+    )

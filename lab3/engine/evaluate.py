@@ -16,6 +16,7 @@ from lab3.data.loader import DeviceLoader
 from lab3.data.preprocess import dihedral_views
 from lab3.engine.checkpoint import model_from_state, read_checkpoint
 from lab3.engine.data import PreparedData, prepare_data
+from lab3.engine.distributed import Distributed
 from lab3.errors import UserError
 from lab3.metrics import classification_metrics
 from lab3.submission import build_submission, read_test_ids
@@ -38,8 +39,13 @@ def predict(
     loader: DeviceLoader,
     tta: int = 1,
     autocast: contextlib.AbstractContextManager | None = None,
+    group: Distributed | None = None,
 ) -> Predictions:
-    """Class probabilities for every image of the loader, averaged over `tta` dihedral views."""
+    """Class probabilities for every image of the loader, averaged over `tta` dihedral views.
+
+    Under torchrun each rank predicts its shard and `group` gathers the shards, so every rank
+    holds the predictions of the whole split, in row order, as one process would.
+    """
     if not 1 <= tta <= 8:
         raise UserError(f"tta must be between 1 and 8 dihedral views, not {tta}")
     model.eval()
@@ -55,6 +61,9 @@ def predict(
         probs.append((total / tta).cpu())
         labels.append(batch_labels.cpu())
         rows.append(batch_rows)
+    if group is not None and group.enabled:
+        shards = group.gather((probs, labels, rows))
+        probs, labels, rows = (sum((shard[i] for shard in shards), []) for i in range(3))
     order = np.argsort(np.concatenate(rows)) if rows else np.array([], dtype=np.int64)
     return Predictions(
         probs=torch.cat(probs).numpy()[order] if probs else np.zeros((0, 0)),
@@ -68,9 +77,10 @@ def evaluate_loader(
     loader: DeviceLoader,
     autocast: contextlib.AbstractContextManager | None = None,
     tta: int = 1,
+    group: Distributed | None = None,
 ) -> dict[str, float]:
     """Mean cross-entropy (no label smoothing) and accuracy on a labelled split."""
-    result = predict(model, loader, tta, autocast)
+    result = predict(model, loader, tta, autocast, group)
     if len(result.labels) == 0:
         return {"loss": float("nan"), "accuracy": float("nan")}
     picked = result.probs[np.arange(len(result.labels)), result.labels]

@@ -8,12 +8,15 @@ re-running a notebook never loses work.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from lab3.config import TrainConfig
-from lab3.engine.train import RunFolder, RunResult, fit
+from lab3.engine.train import RunFolder, RunResult, best_of, fit
 from lab3.errors import UserError
 
 # Settings that do not change what a run learns: a run folder may be continued with other values.
@@ -35,19 +38,27 @@ def _differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
     return out
 
 
-def fit_or_resume(config: TrainConfig, progress: bool | None = None) -> RunResult:
+def fit_or_resume(config: TrainConfig, progress: bool | None = None, nproc: int = 1) -> RunResult:
     """Train into `config.out`, or continue/reuse what is already there.
 
     A finished run is read back without touching it, an interrupted one continues from last.pt,
     and one killed before its first checkpoint starts again, so re-running a notebook (or
-    `lab3 run --resume`) never loses work and never fails on its own output.
+    `lab3 run --resume`) never loses work and never fails on its own output. `nproc` > 1
+    trains with that many processes on this machine (torchrun, see `launch`).
     """
+    config.world_size = nproc
+
+    def train(resume: bool = False) -> RunResult:
+        if nproc > 1:
+            return launch(config, nproc, resume)
+        return fit(config, resume=resume, progress=progress)
+
     if not config.out:
-        return fit(config, progress=progress)
+        return train()
     run = Path(config.out)
     saved_config = run / "config.json"
     if not saved_config.is_file():
-        return fit(config, progress=progress)
+        return train()
     changed = _differences(TrainConfig.load(saved_config), config)
     if changed:
         raise UserError(
@@ -59,9 +70,9 @@ def fit_or_resume(config: TrainConfig, progress: bool | None = None) -> RunResul
     if finished is not None:
         return finished
     if (run / "last.pt").is_file():
-        return fit(config, resume=True, progress=progress)
+        return train(resume=True)
     _discard_unstarted(run)
-    return fit(config, progress=progress)
+    return train()
 
 
 def _finished(run: Path, config: TrainConfig) -> RunResult | None:
@@ -85,3 +96,42 @@ def _discard_unstarted(run: Path) -> None:
     for name in ("config.json", "history.csv", "history.json"):
         (run / name).unlink(missing_ok=True)
     RunFolder(run).drop_resume_state()
+
+
+def launch(config: TrainConfig, nproc: int, resume: bool = False) -> RunResult:
+    """Train with `nproc` processes of `lab3 train` under torchrun on this machine.
+
+    The config travels as a JSON file (`lab3 train --config`); the processes' output is relayed
+    line by line as it comes (rank 0 prints the epoch lines), so a notebook shows progress.
+    """
+    if not config.out:
+        raise UserError("training with several processes needs a run folder (config.out)")
+    with tempfile.TemporaryDirectory(prefix="lab3-launch-") as folder:
+        settings = Path(folder) / "config.json"
+        config.save(settings)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node", str(nproc), "-m", "lab3", "train"]
+        command += ["--config", str(settings), *(["--resume"] if resume else [])]
+        returncode, errors = _relay(command)
+    if returncode != 0:
+        failure = next((line for line in reversed(errors) if "lab3 train: error" in line), None)
+        raise UserError(
+            f"training with {nproc} processes failed ({failure or 'see the output above'}); "
+            "running it again continues from last.pt",
+            config.out,
+        )
+    run = Path(config.out)
+    history = json.loads((run / "history.json").read_text())
+    best_epoch, best_acc = best_of(history)
+    return RunResult(run, pd.DataFrame(history), best_epoch, best_acc)
+
+
+def _relay(command: list[str]) -> tuple[int, list[str]]:
+    """Run `command`, printing its stdout as it comes; returns the exit code and stderr's lines."""
+    with tempfile.TemporaryFile("w+") as errors:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as child:
+            assert child.stdout is not None
+            for line in child.stdout:
+                print(line, end="", flush=True)
+        errors.seek(0)
+        return child.returncode, errors.read().splitlines()

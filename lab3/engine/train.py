@@ -1,7 +1,9 @@
 """The fit loop: one epoch of training, one of evaluation, one history row and checkpoint per epoch.
 
-Every file a run writes goes through `RunFolder`, so under several processes one rank alone can
-do the writing. `last.pt` (every epoch) and `best.pt` (best valid accuracy) are written
+In the shape of torchvision's reference script: `train_one_epoch`, `evaluate`, `fit`. Under
+torchrun the same code trains one model with DistributedDataParallel (`lab3.engine.distributed`).
+Every file a run writes goes through `RunFolder`, so under several processes rank 0 alone
+writes. `last.pt` (every epoch) and `best.pt` (best valid accuracy) are written
 atomically; `--resume` continues from `last.pt` and reproduces the history an uninterrupted run
 would have written (the loader's order and augmentation depend only on seed and epoch). A run
 that finishes keeps `best.pt` (weights, no optimizer state) and drops `last.pt`: the optimizer's
@@ -24,21 +26,25 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from lab3.config import TrainConfig
+from lab3.data.loader import DeviceLoader
+from lab3.engine import distributed
 from lab3.engine.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from lab3.engine.data import PreparedData, prepare_data
+from lab3.engine.distributed import Distributed
 from lab3.engine.evaluate import evaluate_loader
 from lab3.engine.step import TrainStep
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model
 
-# Tests: SIGKILL this process right after that epoch's checkpoint ("2"), or only in the run
-# folder of that name ("resnet50:2"; a workbook trains several runs in one kernel).
-KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"
+# Tests: end a process right after an epoch's checkpoint, as a crash would (`_inject_faults`).
+KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"  # SIGKILL
+RAISE_HOOK = "LAB3_RAISE_AFTER_EPOCH"  # an exception (under torchrun: a failing rank)
 
 
 class TrainingDiverged(UserError):
@@ -55,10 +61,11 @@ class RunResult:
 
 
 class RunFolder:
-    """The one place a run's files are written (history, checkpoints, config)."""
+    """The one place a run's files are written; under torchrun only rank 0 writes (`writes`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, writes: bool = True):
         self.path = path
+        self.writes = writes
 
     @classmethod
     def create(cls, config: TrainConfig, resume: bool) -> RunFolder:
@@ -82,40 +89,90 @@ class RunFolder:
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
 
+    def save_config(self, config: TrainConfig) -> None:
+        if self.writes:
+            config.save(self.path / "config.json")
+
+    def save_epoch(self, trainer: Trainer, history: list[dict[str, Any]]) -> None:
+        """history.csv/.json, last.pt, and best.pt when this epoch has the best valid accuracy."""
+        if not self.writes:
+            return
+        self.write_history(history)
+        state = checkpoint_state(trainer, history)
+        if history[-1]["valid_acc"] > best_of(history[:-1])[1]:
+            # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer.
+            # Written before last.pt: a kill in between repeats this epoch, and so this save.
+            save_checkpoint(
+                self.path / "best.pt", {k: v for k, v in state.items() if k != "optimizer"}
+            )
+        save_checkpoint(self.path / "last.pt", state)
+
     def write_history(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         frame = pd.DataFrame(rows)
         write_text_atomic(self.path / "history.csv", frame.to_csv(index=False))
         write_json_atomic(self.path / "history.json", rows)
         return frame
 
-    def save(self, name: str, state: dict[str, Any]) -> None:
-        save_checkpoint(self.path / name, state)
-
-    def close(self, model: str, epochs: int, result: RunResult) -> RunResult:
+    def close(
+        self, trainer: Trainer, history: list[dict[str, Any]], interrupted: bool
+    ) -> RunResult:
         """Record how the run ended; a finished run drops what only resuming needs.
 
         result.json is written first, so a kill in between leaves a run that reads as finished
         (`fit_or_resume` then tidies it), never one that reads as unstarted.
         """
-        write_json_atomic(
-            self.path / "result.json",
-            {
-                "model": model,
-                "best_epoch": result.best_epoch,
-                "best_valid_acc": result.best_valid_acc,
-                "epochs_done": len(result.history),
-                "epochs_planned": epochs,
-                "interrupted": result.interrupted,
-            },
-        )
-        if not result.interrupted:
-            self.drop_resume_state()
-        return result
+        best_epoch, best_acc = best_of(history)
+        if self.writes:
+            write_json_atomic(
+                self.path / "result.json",
+                {
+                    "model": trainer.config.model,
+                    "best_epoch": best_epoch,
+                    "best_valid_acc": best_acc,
+                    "epochs_done": len(history),
+                    "epochs_planned": trainer.epochs,
+                    "interrupted": interrupted,
+                    "world_size": trainer.group.world_size,
+                },
+            )
+            if not interrupted:
+                self.drop_resume_state()
+        return RunResult(self.path, pd.DataFrame(history), best_epoch, best_acc, interrupted)
 
     def drop_resume_state(self) -> None:
         """Remove last.pt and temporaries a killed write left behind (`.<name>.*.tmp`)."""
         for path in [self.path / "last.pt", *self.path.glob(".*.tmp")]:
             path.unlink(missing_ok=True)
+
+
+def best_of(history: list[dict[str, Any]]) -> tuple[int, float]:
+    """(epoch, valid accuracy) of the first epoch with the best valid accuracy; (0, -1) if none."""
+    best_epoch, best_acc = 0, -1.0
+    for row in history:
+        if row["valid_acc"] > best_acc:
+            best_epoch, best_acc = int(row["epoch"]), float(row["valid_acc"])
+    return best_epoch, best_acc
+
+
+def checkpoint_state(trainer: Trainer, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything `--resume` needs, as tensors and plain values (loads with weights_only)."""
+    data = trainer.data
+    return {
+        "model": trainer.model.state_dict(),
+        "ema": trainer.average.model.state_dict() if trainer.average is not None else None,
+        "optimizer": trainer.optimizer.state_dict(),
+        "lr_scheduler": trainer.schedule.state_dict(),
+        "scaler": None,  # bf16 autocast needs no loss scaling
+        "epoch": int(history[-1]["epoch"]),
+        "config": trainer.config.to_dict(),
+        "history": history,
+        "rng": {"torch": torch.get_rng_state()},
+        "arch": trainer.config.model,
+        "num_classes": data.layout.num_classes,
+        "in_channels": data.pipeline.channels,
+        "class_names": list(data.layout.class_names),
+        "world_size": trainer.group.world_size,
+    }
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -170,162 +227,290 @@ class WeightAverage:
                 avg.copy_(cur)
 
 
-def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> RunResult:
-    """Train `config.model` on `config.data`; returns the run folder and its history."""
-    progress = sys.stderr.isatty() if progress is None else progress
-    run = RunFolder.create(config, resume)
-    previous = read_checkpoint(run.path / "last.pt") if resume else None
-    if previous is not None:
-        saved = TrainConfig.from_dict(previous["config"])
-        if saved.model != config.model:
-            raise UserError(
-                f"last.pt was trained as {saved.model}, not {config.model}; "
-                f"pass --model {saved.model}",
-                run.path / "last.pt",
-            )
-    data = prepare_data(config, progress=progress)
-    config.save(run.path / "config.json")
-    device = data.device
+@dataclass
+class Schedule:
+    """The learning rate of every step; its position is what a checkpoint's lr_scheduler holds."""
 
+    peak_lr: float
+    total: int
+    warmup: int
+    kind: str
+    step: int = 0
+
+    def lr(self, step: int) -> float:
+        return self.peak_lr * lr_factor(step, self.total, self.warmup, self.kind)
+
+    def advance(self, optimizer: torch.optim.Optimizer) -> None:
+        """Set the rate for the coming step, then count it."""
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr(self.step)
+        self.step += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "total": self.total, "kind": self.kind}
+
+
+@dataclass
+class Trainer:
+    """What one training holds between epochs: model, optimizer, schedule, loss, data."""
+
+    config: TrainConfig
+    data: PreparedData
+    model: nn.Module  # the bare model: what checkpoints hold
+    train_model: nn.Module  # the model that runs training steps (DDP-wrapped, compiled)
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    criterion: nn.Module
+    average: WeightAverage | None
+    group: Distributed
+    epochs: int  # planned: `epochs`, or more for a small set (`TrainConfig.planned_epochs`)
+    train_step: TrainStep  # forward, loss, backward, update: the step `lab3 bench` times
+    statistics_loader: DeviceLoader | None  # precise BN: training images, unaugmented
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.average.model if self.average is not None else self.model
+
+
+def train_one_epoch(trainer: Trainer, loader: DeviceLoader, progress: bool) -> dict[str, float]:
+    """One pass over this rank's shard; loss and accuracy summed over all ranks."""
+    device = trainer.data.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = torch.zeros((), device=device, dtype=torch.long)
+    trainer.train_model.train()
+    desc = f"{trainer.config.model} {loader.epoch}/{trainer.epochs}"
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    started = time.perf_counter()
+    for images, labels, _ in bar:
+        trainer.schedule.advance(trainer.optimizer)
+        logits, loss = trainer.train_step(images, labels)
+        if trainer.average is not None:
+            trainer.average.update(trainer.model, trainer.schedule.step - 1)
+        loss_sum += loss * labels.shape[0]
+        correct += (logits.argmax(1) == labels).sum()
+        seen += labels.shape[0]
+    totals = trainer.group.all_reduce_sum(
+        torch.stack([loss_sum.double(), correct.double(), seen.double()])
+    )
+    loss_total, correct_total, seen_total = totals.tolist()  # the one host sync of the epoch
+    seconds = time.perf_counter() - started
+    return {
+        "loss": loss_total / max(seen_total, 1),
+        "accuracy": correct_total / max(seen_total, 1),
+        "images_per_s": seen_total / max(seconds, 1e-9),
+    }
+
+
+def evaluate(trainer: Trainer) -> dict[str, float]:
+    """Valid (and test, when labelled) loss and accuracy of the model a checkpoint evaluates.
+
+    Precise BN first: BatchNorm statistics re-estimated for these weights, not a lagging average
+    over the epoch's; then every rank evaluates rank 0's statistics, those its checkpoint saves.
+    """
+    model = trainer.eval_model
+    if trainer.statistics_loader is not None:
+        update_bn(trainer.statistics_loader, model)
+    trainer.group.broadcast_buffers(model)
+    row: dict[str, float] = {}
+    for split in ("valid", "test"):
+        if split == "valid" or trainer.data.has_labels(split):
+            metrics = evaluate_loader(
+                model, trainer.data.loader(split), trainer.config.autocast(), group=trainer.group
+            )
+            row[f"{split}_loss"] = round(metrics["loss"], 6)
+            row[f"{split}_acc"] = round(metrics["accuracy"], 6)
+    return row
+
+
+def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> RunResult:
+    """Train `config.model` on `config.data`; returns the run folder and its history.
+
+    Under torchrun every process calls this; they train one model together (see `distributed`).
+    """
+    group = distributed.from_environment(config.resolved_device().type)
+    try:
+        return _fit(config, resume, progress, group)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        if not group.enabled:
+            raise
+        raise RankFailed(
+            f"rank {group.rank} of {group.world_size} failed ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0][:160] if str(err).strip() else ''}); "
+            "last.pt holds the last finished epoch: continue with --resume"
+        ) from err
+    finally:
+        distributed.shutdown(group)
+
+
+def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distributed) -> RunResult:
+    progress = group.is_main and (sys.stderr.isatty() if progress is None else progress)
+    config.world_size = group.world_size
+    run = RunFolder(group.run_on_main(lambda: RunFolder.create(config, resume).path), group.is_main)
+    previous = group.run_on_main(lambda: read_checkpoint(run.path / "last.pt")) if resume else None
+    if previous is not None:
+        _check_resumable(config, previous, run.path / "last.pt")
+    data = _prepare_data_once_per_node(config, progress, group)
+    run.save_config(config)
+    trainer = _make_trainer(config, data, group)
+    train_loader = data.loader("train", train=True)
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    if previous is not None:
+        history, start_epoch = _restore(trainer, previous, run.path / "last.pt")
+        if start_epoch > trainer.epochs:  # killed after its last checkpoint
+            return run.close(trainer, history, interrupted=False)
+    log = tqdm.write if progress else print
+    interrupted = False
+    for epoch in range(start_epoch, trainer.epochs + 1):
+        train_loader.set_epoch(epoch)
+        started = time.perf_counter()
+        try:
+            train = train_one_epoch(trainer, train_loader, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+            if group.is_main:
+                log(
+                    f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
+                    "continue with --resume"
+                )
+            break
+        if not math.isfinite(train["loss"]):
+            raise TrainingDiverged(
+                f"the training loss became {train['loss']} in epoch {epoch}; last.pt still holds "
+                f"epoch {epoch - 1}: lower --lr (now {config.lr}) and start again",
+                run.path,
+            )
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": round(train["loss"], 6),
+            "train_acc": round(train["accuracy"], 6),
+            **evaluate(trainer),
+            "lr": round(trainer.schedule.lr(max(trainer.schedule.step - 1, 0)), 8),
+            "seconds": round(time.perf_counter() - started, 3),
+            "images_per_s": round(train["images_per_s"], 1),
+        }
+        history.append(row)
+        run.save_epoch(trainer, history)
+        group.barrier()  # no rank runs ahead while rank 0 still writes this epoch's checkpoint
+        if group.is_main:
+            log(format_row(config.model, trainer.epochs, row, history))
+        _inject_faults(epoch, group.rank, run.path.name)
+    return run.close(trainer, history, interrupted)
+
+
+class RankFailed(UserError):
+    """One process of a distributed run failed; the job ends, the last checkpoint stands."""
+
+    exit_code = 1
+
+
+def _check_resumable(config: TrainConfig, previous: dict[str, Any], path: Path) -> None:
+    saved = TrainConfig.from_dict(previous["config"])
+    if saved.model != config.model:
+        raise UserError(
+            f"last.pt was trained as {saved.model}, not {config.model}; pass --model {saved.model}",
+            path,
+        )
+    if saved.world_size != config.world_size:
+        raise UserError(
+            f"last.pt was trained by {saved.world_size} process(es), this is {config.world_size}; "
+            f"resume with the same number (torchrun --nproc_per_node ...)",
+            path,
+        )
+
+
+def _prepare_data_once_per_node(
+    config: TrainConfig, progress: bool, group: Distributed
+) -> PreparedData:
+    """The first process of each machine builds the image cache; the others then open it."""
+    if group.local_rank != 0:
+        group.barrier()
+    data = prepare_data(config, progress=progress, group=group)
+    if group.local_rank == 0:
+        group.barrier()
+    return data
+
+
+def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -> Trainer:
+    device = data.device
     torch.manual_seed(config.seed)
     model = build_model(
         config.model,
         num_classes=data.layout.num_classes,
         in_channels=data.pipeline.channels,
         zero_init_residual=config.zero_init_residual,
-    )
-    model.to(device)
+    ).to(device)
     if config.use_channels_last():
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
-    average = WeightAverage(model, config.ema) if config.ema > 0 else None
-
-    train_loader = data.loader("train", train=True)
-    statistics_loader = data.statistics_loader()
-    steps_per_epoch = len(train_loader)
+    train_model: nn.Module = model
+    if config.sync_bn and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA GPUs (SyncBatchNorm runs only there); drop it")
+    if group.enabled:
+        if config.sync_bn:
+            model = train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_model = DistributedDataParallel(
+            model, device_ids=[group.local_rank] if device.type == "cuda" else None
+        )
+    if config.use_compile():
+        train_model = torch.compile(train_model)
+    steps_per_epoch = len(data.loader("train", train=True))
     epochs = config.planned_epochs(steps_per_epoch)
-    total_steps = steps_per_epoch * epochs
-    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
-    history: list[dict[str, Any]] = []
-    start_epoch, step = 1, 0
-    best_acc, best_epoch = -1.0, 0
-    if previous is not None:
-        load_weights(model, previous, run.path / "last.pt")
-        optimizer.load_state_dict(previous["optimizer"])
-        if average is not None and previous.get("ema") is not None:
-            average.model.load_state_dict(previous["ema"])
-        history = [dict(r) for r in previous["history"]]
-        start_epoch = int(previous["epoch"]) + 1
-        step = int(previous["lr_scheduler"]["step"])
-        best_acc = max((r["valid_acc"] for r in history), default=-1.0)
-        best_epoch = next((r["epoch"] for r in history if r["valid_acc"] == best_acc), 0)
-        torch.set_rng_state(previous["rng"]["torch"])
-        if start_epoch > epochs:  # killed after its last checkpoint
-            return run.close(
-                config.model,
-                epochs,
-                RunResult(run.path, pd.DataFrame(history), best_epoch, best_acc),
-            )
-
-    train_model: nn.Module = torch.compile(model) if config.use_compile() else model
-    eval_model = average.model if average is not None else model
+    schedule = Schedule(
+        peak_lr=distributed.scaled_lr(config.lr, group.world_size, config.optimizer),
+        total=steps_per_epoch * epochs,
+        warmup=int(config.warmup_epochs * steps_per_epoch),
+        kind=config.schedule,
+    )
     criterion = nn.CrossEntropyLoss(
         weight=class_weights(data).to(device) if config.class_balance == "weights" else None,
         label_smoothing=config.label_smoothing,
     )
-    autocast = config.autocast()
-    train_step = TrainStep(train_model, optimizer, criterion, autocast)
-    log = tqdm.write if progress else print
-
-    interrupted = False
-    frame = pd.DataFrame(history)
-    for epoch in range(start_epoch, epochs + 1):
-        train_loader.set_epoch(epoch)
-        started = time.perf_counter()
-        try:
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            train_model.train()
-            bar = tqdm(
-                train_loader,
-                desc=f"{config.model} {epoch}/{epochs}",
-                leave=False,
-                disable=not progress,
-            )
-            for images, labels, _ in bar:
-                factor = lr_factor(step, total_steps, warmup_steps, config.schedule)
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * factor
-                logits, loss = train_step(images, labels)
-                if average is not None:
-                    average.update(model, step)
-                step += 1
-                loss_sum += loss * labels.shape[0]
-                correct += (logits.argmax(1) == labels).sum()
-                seen += labels.shape[0]
-            train_loss = loss_sum.item() / max(seen, 1)  # waits for the queued GPU work
-            train_seconds = time.perf_counter() - started
-        except KeyboardInterrupt:
-            interrupted = True
-            log(
-                f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
-                "continue with --resume"
-            )
-            break
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"the training loss became {train_loss} in epoch {epoch}; last.pt still holds "
-                f"epoch {epoch - 1}: lower --lr (now {config.lr}) and start again",
-                run.path,
-            )
-        if statistics_loader is not None:
-            # precise BN: statistics of these weights, not a lagging average over the epoch's
-            update_bn(statistics_loader, eval_model)
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": round(train_loss, 6),
-            "train_acc": round(correct.item() / max(seen, 1), 6),
-        }
-        for split in ("valid", "test"):
-            if split == "valid" or data.has_labels("test"):
-                metrics = evaluate_loader(eval_model, data.loader(split), autocast)
-                row[f"{split}_loss"] = round(metrics["loss"], 6)
-                row[f"{split}_acc"] = round(metrics["accuracy"], 6)
-        row["lr"] = round(
-            config.lr * lr_factor(max(step - 1, 0), total_steps, warmup_steps, config.schedule), 8
-        )
-        row["seconds"] = round(time.perf_counter() - started, 3)
-        row["images_per_s"] = round(seen / max(train_seconds, 1e-9), 1)
-        history.append(row)
-        frame = run.write_history(history)
-        state = {
-            "model": model.state_dict(),
-            "ema": average.model.state_dict() if average is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "lr_scheduler": {"step": step, "total": total_steps, "kind": config.schedule},
-            "scaler": None,  # bf16 autocast needs no loss scaling
-            "epoch": epoch,
-            "config": config.to_dict(),
-            "history": history,
-            "rng": {"torch": torch.get_rng_state()},
-            "arch": config.model,
-            "num_classes": data.layout.num_classes,
-            "in_channels": data.pipeline.channels,
-            "class_names": list(data.layout.class_names),
-        }
-        if row["valid_acc"] > best_acc:
-            best_acc, best_epoch = row["valid_acc"], epoch
-            # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer.
-            # Written before last.pt: a kill in between repeats this epoch, and so this save.
-            run.save("best.pt", {k: v for k, v in state.items() if k != "optimizer"})
-        run.save("last.pt", state)
-        log(format_row(config.model, epochs, row, history))
-        if os.environ.get(KILL_HOOK) in (str(epoch), f"{run.path.name}:{epoch}"):
-            os.kill(os.getpid(), signal.SIGKILL)
-    return run.close(
-        config.model, epochs, RunResult(run.path, frame, best_epoch, best_acc, interrupted)
+    optimizer = make_optimizer(model, config)
+    return Trainer(
+        config=config,
+        data=data,
+        model=model,
+        train_model=train_model,
+        optimizer=optimizer,
+        schedule=schedule,
+        criterion=criterion,
+        average=WeightAverage(model, config.ema) if config.ema > 0 else None,
+        group=group,
+        epochs=epochs,
+        train_step=TrainStep(train_model, optimizer, criterion, config.autocast()),
+        statistics_loader=data.statistics_loader(),
     )
+
+
+def _restore(
+    trainer: Trainer, previous: dict[str, Any], path: Path
+) -> tuple[list[dict[str, Any]], int]:
+    """Weights, optimizer, EMA, schedule position and RNG from last.pt; the history so far."""
+    load_weights(trainer.model, previous, path)
+    trainer.optimizer.load_state_dict(previous["optimizer"])
+    if trainer.average is not None and previous.get("ema") is not None:
+        trainer.average.model.load_state_dict(previous["ema"])
+    trainer.schedule.step = int(previous["lr_scheduler"]["step"])
+    torch.set_rng_state(previous["rng"]["torch"])
+    return [dict(r) for r in previous["history"]], int(previous["epoch"]) + 1
+
+
+def _inject_faults(epoch: int, rank: int, run_name: str) -> None:
+    """Tests only: end this process right after `epoch`'s checkpoint, as a crash would.
+
+    LAB3_KILL_AFTER_EPOCH (SIGKILL) or LAB3_RAISE_AFTER_EPOCH (an exception) hold ``EPOCH``,
+    ``RUN:EPOCH`` (only in the run folder of that name: a workbook trains several runs in one
+    kernel) and optionally ``@RANK`` (rank 0 when no rank is named).
+    """
+    for hook in (KILL_HOOK, RAISE_HOOK):
+        when, _, rank_text = os.environ.get(hook, "").partition("@")
+        if when in (str(epoch), f"{run_name}:{epoch}") and int(rank_text or 0) == rank:
+            if hook == KILL_HOOK:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"{hook} asked this rank to fail after epoch {epoch}")
 
 
 def class_weights(data: PreparedData) -> torch.Tensor:
