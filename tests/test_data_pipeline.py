@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from lab3.data.cache import cache_folder, load_or_build
 from lab3.data.dataset import LeukemiaDataset, getData
@@ -235,18 +233,28 @@ def test_test_mode_without_truth_returns_minus_one(small_synthetic: Path, tmp_pa
     assert set(test.label) == {-1} and test[0][1] == -1
 
 
-def test_cache_decode_speed_is_reported(fixtures: Path, tmp_path: Path) -> None:
-    # the cache path is how every image is decoded once; make sure reading it back is fast
+def test_a_built_cache_is_read_back_without_decoding(
+    fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decode once: opening an up-to-date cache reads the stored pixels and decodes nothing.
+
+    Catches a cache that silently decodes every image again (the slow path it exists to avoid)
+    or serves pixels other than the decoded ones."""
+    import lab3.data.cache as cache_module
+
     root = _cnmc_copy(fixtures, tmp_path)
     layout = load_layout(root, valid_fraction=0.3, test_fraction=0.2)
-    cache = load_or_build(
-        layout, Pipeline.for_config("tightcrop", 32), cache_root=tmp_path / "c", progress=False
-    )
-    started = time.perf_counter()
-    total = sum(int(cache.images[i].sum()) for i in range(len(cache.images)))
-    assert total > 0 and time.perf_counter() - started < 5
-    image = Image.open(layout.table["path"][0])
-    assert image.size == (450, 450)
+    pipeline = Pipeline.for_config("tightcrop", 32)
+    built = load_or_build(layout, pipeline, cache_root=tmp_path / "c", progress=False)
+    decoded = np.stack([pipeline(load_image(p)) for p in layout.table["path"]])
+
+    def no_decoding(path: str) -> np.ndarray:
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(cache_module, "load_image", no_decoding)
+    again = load_or_build(layout, pipeline, cache_root=tmp_path / "c", progress=False)
+    assert built.rebuilt and not again.rebuilt
+    np.testing.assert_array_equal(np.asarray(again.images), decoded)
 
 
 def _label_coded_images(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from builders import write_course_dataset
 from PIL import Image
 
 from lab3.data.layouts import assign_splits, load_layout
@@ -118,11 +119,16 @@ def test_split_modes_are_seeded_and_stratified() -> None:
         assign_splits(table, "bogus", 0.2, 0.1, seed=1)
 
 
-# --- bad input ---------------------------------------------------------------------------------
+# --- bad input: each test writes its own course folder, so they run without ../shared -------
 
 
-def test_missing_image_names_csv_and_line(fixtures: Path, tmp_path: Path) -> None:
-    root = _course_subset(fixtures, tmp_path)
+def _own_course(tmp: Path) -> Path:
+    """Six rows per split written here (IDs 0-5 in order), small BMPs at those paths."""
+    return write_course_dataset(tmp / "course", train=6, valid=6, test=6, size=24)
+
+
+def test_missing_image_names_csv_and_line(tmp_path: Path) -> None:
+    root = _own_course(tmp_path)
     (root / "new_dataset" / "valid" / "2.bmp").unlink()
     with pytest.raises(
         UserError, match=r"valid\.csv: line 4: image './new_dataset/valid/2\.bmp' not found"
@@ -130,8 +136,8 @@ def test_missing_image_names_csv_and_line(fixtures: Path, tmp_path: Path) -> Non
         load_layout(root)
 
 
-def test_wrong_header(fixtures: Path, tmp_path: Path) -> None:
-    root = _course_subset(fixtures, tmp_path)
+def test_wrong_header(tmp_path: Path) -> None:
+    root = _own_course(tmp_path)
     text = (root / "train.csv").read_text().replace("Path,label", "path,class", 1)
     (root / "train.csv").write_text(text)
     with pytest.raises(
@@ -140,8 +146,8 @@ def test_wrong_header(fixtures: Path, tmp_path: Path) -> None:
         load_layout(root)
 
 
-def test_label_outside_classes(fixtures: Path, tmp_path: Path) -> None:
-    root = _course_subset(fixtures, tmp_path)
+def test_label_outside_classes(tmp_path: Path) -> None:
+    root = _own_course(tmp_path)
     lines = (root / "train.csv").read_text().splitlines()
     lines[3] = lines[3].rsplit(",", 1)[0] + ",7"
     (root / "train.csv").write_text("\n".join(lines) + "\n")
@@ -149,15 +155,15 @@ def test_label_outside_classes(fixtures: Path, tmp_path: Path) -> None:
         load_layout(root)
 
 
-def test_path_escaping_the_data_folder(fixtures: Path, tmp_path: Path) -> None:
-    root = _course_subset(fixtures, tmp_path)
+def test_path_escaping_the_data_folder(tmp_path: Path) -> None:
+    root = _own_course(tmp_path)
     (root / "valid.csv").write_text("Path,label\n../../etc/passwd,0\n")
     with pytest.raises(UserError, match="outside the data folder"):
         load_layout(root)
 
 
-def test_empty_split(fixtures: Path, tmp_path: Path) -> None:
-    root = _course_subset(fixtures, tmp_path)
+def test_empty_split(tmp_path: Path) -> None:
+    root = _own_course(tmp_path)
     (root / "valid.csv").write_text("Path,label\n")
     with pytest.raises(UserError, match="valid split is empty"):
         load_layout(root)

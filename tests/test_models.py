@@ -132,12 +132,19 @@ def test_zero_init_residual(arch):
     assert all(torch.all(m.weight == 1) for m in default.modules() if isinstance(m, nn.BatchNorm2d))
 
 
-def test_kaiming_init_statistics():
-    """Convolutions use He fan-out init: std = sqrt(2 / (out_channels * k * k))."""
+@pytest.mark.parametrize(
+    ("name", "fan_out", "fan_in"),
+    [("conv1", 64 * 7 * 7, 3 * 7 * 7), ("layer3.0.conv3", 1024, 256)],
+)
+def test_kaiming_init_statistics(name: str, fan_out: int, fan_in: int):
+    """Convolutions use He fan-out init: std = sqrt(2 / (out_channels * k * k)).
+
+    The stem (3 -> 64, 7x7) and a bottleneck's expansion (256 -> 1024, 1x1) have fan-in and
+    fan-out 4x or more apart, so fan-in init (std twice as large or more) fails here."""
     torch.manual_seed(0)
-    conv = resnet50().layer3[0].conv2  # 256 -> 256, 3x3
-    expected = (2 / (256 * 9)) ** 0.5
-    assert conv.weight.std().item() == pytest.approx(expected, rel=0.02)
+    conv = resnet50().get_submodule(name)
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.03)
+    assert abs(conv.weight.std().item() - (2 / fan_in) ** 0.5) > 0.03 * (2 / fan_out) ** 0.5
 
 
 def test_block_expansion_and_v15_stride():

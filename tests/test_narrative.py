@@ -1,0 +1,203 @@
+"""The report's prose against the numbers it is written from: constructed evaluations whose
+winner, gap, standard error and majority baseline are known, and a dataset of known counts.
+
+The expected figures are computed here from first principles (binomial standard error,
+counts), not through lab3's helpers, so a wrong formula in the package shows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from builders import write_course_dataset
+
+from lab3.config import TrainConfig, make_config
+from lab3.data.layouts import load_layout
+from lab3.engine.evaluate import Evaluation, Predictions
+from lab3.narrative import discussion, headline, introduction, training_description
+from lab3.results import ModelResults
+
+CLASSES = ["normal (hem)", "blast (all)"]
+
+
+def _evaluation(accuracy: float, n: int, blast_share: float, split: str) -> Evaluation:
+    """n images, round(n * blast_share) of them blasts; the first errors fall on normal cells."""
+    ones = round(n * blast_share)
+    labels = np.r_[np.zeros(n - ones), np.ones(ones)].astype(np.int64)
+    predicted = labels.copy()
+    wrong = round((1 - accuracy) * n)
+    predicted[:wrong] = 1 - predicted[:wrong]
+    metrics = {"accuracy": float((predicted == labels).mean()), "n": n}
+    predictions = Predictions(np.eye(2)[predicted], labels, np.arange(n))
+    return Evaluation(Path("best.pt"), split, TrainConfig(), CLASSES, predictions, metrics)
+
+
+def _result(
+    model: str,
+    accuracy: float,
+    n: int = 400,
+    blast_share: float = 0.68,
+    seconds: float = 10.0,
+    valid: tuple[float, ...] = (0.7, 0.8, 0.75, 0.74),
+    train: float | None = None,
+) -> ModelResults:
+    """One depth's results: test accuracy `accuracy` on n images, a history of len(valid)
+    epochs whose validation accuracy is `valid` and training accuracy ends at `train`."""
+    epochs = np.arange(1, len(valid) + 1)
+    history = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_acc": [*valid[:-1], valid[-1] if train is None else train],
+            "valid_acc": valid,
+            "seconds": seconds,
+        }
+    )
+    evaluations = {s: _evaluation(accuracy, n, blast_share, s) for s in ("valid", "test")}
+    config = TrainConfig(model=model, tta=1)
+    return ModelResults(model, Path(model), config, history, evaluations)
+
+
+def _two_se(accuracy: float, n: int) -> str:
+    return f"±{200 * math.sqrt(accuracy * (1 - accuracy) / n):.1f} points on {n} images"
+
+
+def _points(text: str) -> list[str]:
+    assert all(line.startswith("- ") for line in text.splitlines())
+    return [line[2:] for line in text.splitlines()]
+
+
+def test_a_lead_beyond_two_standard_errors_is_a_finding() -> None:
+    """Catches a wrong winner, a gap taken against the wrong runner-up, a wrong standard error."""
+    results = {m: _result(m, a) for m, a in (("resnet18", 0.80), ("resnet50", 0.95),
+                                                ("resnet152", 0.90))}  # fmt: skip
+    first = _points(discussion(results))[0]
+    assert first == (
+        "**ResNet50** reached the highest test accuracy, 95.0 % (then ResNet152 90.0 %, "
+        "ResNet18 80.0 %). The lead of 5.0 points exceeds two standard errors "
+        f"({_two_se(0.95, 400)})."
+    )
+    assert "(±2.2 points" in first  # 2 * sqrt(0.95 * 0.05 / 400) = 0.0218
+
+
+def test_a_lead_inside_the_noise_is_called_a_tie() -> None:
+    """2.5 points on 400 images is more than one standard error (2.0 points) but less than two
+    (3.9): no depth wins.
+
+    Catches comparing the gap with one standard error, or with none."""
+    results = {"resnet18": _result("resnet18", 0.81), "resnet50": _result("resnet50", 0.785)}
+    first = _points(discussion(results))[0]
+    assert first.startswith("**ResNet18** reached the highest test accuracy, 81.0 %")
+    assert (
+        f"The lead of 2.5 points is within two standard errors ({_two_se(0.81, 400)}), so at "
+        "this training budget the depths are statistically tied." in first
+    )
+    assert "exceeds" not in first
+
+
+def test_equal_accuracies_tie_in_the_discussion_and_the_headline() -> None:
+    results = {"resnet18": _result("resnet18", 0.9), "resnet50": _result("resnet50", 0.9)}
+    assert _points(discussion(results))[0] == (
+        "ResNet18 and ResNet50 tie for the highest test accuracy, 90.0 %."
+    )
+    assert headline(results) == (
+        "Highest test accuracy: **90.0 %**, reached by ResNet18 and ResNet50 alike "
+        "(400 test images)."
+    )
+
+
+def test_headline_names_the_winner_and_its_best_epoch() -> None:
+    """Catches a headline that quotes another depth's accuracy or the last epoch, not the best."""
+    results = {
+        "resnet18": _result("resnet18", 0.82, valid=(0.6, 0.9, 0.7)),
+        "resnet50": _result("resnet50", 0.91, valid=(0.7, 0.8, 0.95, 0.9)),
+    }
+    text = headline(results)
+    assert text.startswith("Highest test accuracy: **ResNet50, 91.0 %** (best.pt from epoch 3 of 4")
+    assert "400 test images" in text
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "blast_share", "expected"),
+    [
+        ((0.95, 0.90), 0.68, "Every depth beats the majority-class baseline (68.0 %) by more "
+                             "than the"),
+        ((0.90, 0.70), 0.68, "The majority-class baseline is 68.0 %; ResNet18 clearly beat it, "
+                             "ResNet50 not by more than the sampling error."),
+        ((0.69, 0.685), 0.32, "Always predicting the majority class would score 68.0 % on this "
+                              "split: no depth is clearly above that baseline"),
+    ],
+    ids=["all-above", "one-above", "none-above"],
+)  # fmt: skip
+def test_the_majority_baseline_is_the_split_own(
+    accuracies: tuple[float, float], blast_share: float, expected: str
+) -> None:
+    """The baseline is the majority share of the evaluated split's labels (272 of 400 = 68 %:
+    blasts, or normal cells in the last case), and a depth beats it only by more than two
+    standard errors.
+
+    Catches a baseline from another split or of a fixed class, and a comparison without the
+    noise."""
+    results = {
+        m: _result(m, a, blast_share=blast_share)
+        for m, a in zip(("resnet18", "resnet50"), accuracies, strict=True)
+    }
+    assert any(p.startswith(expected) for p in _points(discussion(results)))
+
+
+def test_depth_cost_and_curve_shapes_come_from_the_histories() -> None:
+    """Catches a cost ratio or a best epoch read from the wrong model or the wrong column."""
+    results = {
+        "resnet18": _result("resnet18", 0.9, seconds=10.0, valid=(0.7, 0.9, 0.8, 0.85)),
+        "resnet50": _result("resnet50", 0.85, seconds=30.0, valid=(0.7, 0.75, 0.8, 0.85),
+                            train=0.95),
+    }  # fmt: skip
+    points = _points(discussion(results))
+    assert (
+        "Depth is not free: an epoch of ResNet50 took 3.0x as long as one of ResNet18 "
+        "(30 s vs 10 s)." in points
+    )
+    resnet18 = next(p for p in points if p.startswith("ResNet18: "))
+    assert "peaked at epoch 2 of 4" in resnet18 and "no over-fitting" in resnet18
+    resnet50 = next(p for p in points if p.startswith("ResNet50: "))
+    assert "still at its best in the last epoch" in resnet50
+    assert "training accuracy ends 10.0 points above validation: over-fitting" in resnet50
+
+
+def test_introduction_counts_the_dataset(tmp_path: Path) -> None:
+    """Counts and the majority share come from the data folder; here normal cells are the
+    majority (48 of 64), so a baseline that assumes blasts are shows.
+
+    Catches counts from the wrong split and a majority class read as the minority."""
+    root = write_course_dataset(tmp_path / "data", train=64, valid=32, test=24, size=16,
+                                blast_share=0.25)  # fmt: skip
+    text = introduction(load_layout(root), ["resnet18", "resnet50"], "quick")
+    assert "**course** dataset layout found at `data/`" in text
+    assert "64 training, 32 validation and 24 test images in 2 classes" in text
+    assert "75.0 % of the training images are normal (hem), so always answering" in text
+    assert "trains ResNet18 and ResNet50 from scratch with the **quick** profile" in text
+
+
+def test_training_description_follows_the_config() -> None:
+    """Every number of the recipe is the config's, and optional parts appear only when used.
+
+    Catches prose written from a profile's defaults instead of the run's config."""
+    config = make_config("full", model="resnet50", lr=0.123, batch_size=48, weight_decay=7e-4,
+                         label_smoothing=0.05, ema=0.998, image_size=96, train_limit=500,
+                         preprocess="tightcrop,equalize", augment="dihedral")  # fmt: skip
+    text = training_description(config)
+    for phrase in (
+        "SGD with Nesterov momentum 0.9, peak learning rate 0.123 with a one-cycle schedule",
+        "batch size 48, weight decay 0.0007 (not on BatchNorm parameters)",
+        "label smoothing 0.05, evaluating an exponential moving average of the weights (0.998)",
+        "Images are 96x96 px after the host preprocessing `tightcrop,equalize` and augmented "
+        "with `dihedral`; only 500 training images are used (full profile)",
+    ):
+        assert phrase in text, phrase
+    plain = make_config("quick", optimizer="adamw", schedule="cosine", warmup_epochs=2, ema=0,
+                        train_limit=0)  # fmt: skip
+    text = training_description(plain)
+    assert "AdamW, peak learning rate" in text and "2 warm-up epochs and cosine decay" in text
+    assert "moving average" not in text and "training images are used" not in text
