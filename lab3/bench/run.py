@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from lab3.bench.machine import device_name
 from lab3.bench.sides import EngineSide, loader_pass, stage, staged_pass, usual_pass
@@ -35,7 +36,7 @@ from lab3.bench.usual import (
     usual_loader,
     usual_transform,
 )
-from lab3.config import TrainConfig, make_config
+from lab3.config import MODEL_NAMES, TrainConfig, make_config
 from lab3.data.preprocess import Augment
 from lab3.engine.data import PreparedData, prepare_data
 from lab3.errors import UserError
@@ -60,6 +61,9 @@ class BenchSettings:
     threads: int = 0  # torch's threads in this process (both sides); 0: torch's default
 
     def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in MODEL_NAMES]
+        if unknown:
+            raise UserError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
         if self.rounds < 1 or self.images < 0:
             raise UserError("--rounds must be at least 1 and --images at least 0")
 
@@ -149,7 +153,7 @@ def run_bench(
 def _bench_model(
     config: TrainConfig,
     data: PreparedData,
-    usual: Any,
+    usual: DataLoader,
     settings: BenchSettings,
     report: Callable[[str], None],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
