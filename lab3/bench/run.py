@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -99,14 +100,7 @@ def run_bench(
             data.layout.root,
         )
     ours = data.loader("train", train=True)
-    dataset = UsualDataset(
-        data.layout.table["path"].to_numpy()[rows].tolist(),
-        data.labels[rows].tolist(),
-        usual_transform(
-            config.image_size, data.cache.mean, data.cache.std, Augment.parse(config.augment)
-        ),
-    )
-    usual = usual_loader(dataset, config.batch_size, device, settings.workers)
+    usual = _usual_data(data, rows, settings.workers)
     report(f"data_pipeline: {len(rows)} images, batch {config.batch_size}, on {device}")
     timings = interleave(
         {"lab3 loader": loader_pass(ours), "usual loader": usual_pass(usual, device)},
@@ -148,6 +142,19 @@ def run_bench(
         "results": results,
         "profile": profiles,
     }
+
+
+def _usual_data(data: PreparedData, rows: np.ndarray, workers: int) -> DataLoader:
+    """The usual DataLoader over the same training images, labels and normalisation."""
+    config = data.config
+    dataset = UsualDataset(
+        data.layout.table["path"].to_numpy()[rows].tolist(),
+        data.labels[rows].tolist(),
+        usual_transform(
+            config.image_size, data.cache.mean, data.cache.std, Augment.parse(config.augment)
+        ),
+    )
+    return usual_loader(dataset, config.batch_size, data.device, workers)
 
 
 def _bench_model(
