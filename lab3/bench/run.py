@@ -283,7 +283,8 @@ def _markdown(document: dict[str, Any]) -> str:
         f"- command: `{document['command']}`",
         f"- device: {document['device']}; torch {document['torch']}; {document['date']}",
         f"- settings: {settings}",
-        f"- cache build: {document['setup_seconds']}",
+        f"- cache: {document['setup_seconds']['cache']} s to open"
+        + (" (built in this run)" if document["setup_seconds"]["cache_rebuilt"] else ""),
         "",
         "Medians of interleaved rounds; a ratio above 1 means lab3 is faster.",
         "",
