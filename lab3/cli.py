@@ -305,19 +305,13 @@ def _bench(args: argparse.Namespace) -> int:
 
     from lab3.bench import BenchSettings, format_table, run_bench, write_results
 
-    settings = BenchSettings(
-        data=args.data,
-        device=args.device,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip() not in ("", "none")),
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        augment=args.augment,
-        images=args.images,
-        rounds=args.rounds,
-        workers=args.workers,
-        profile_steps=args.profile_steps,
-        threads=args.threads,
+    # every bench flag is a BenchSettings field of the same name
+    fields = {f.name for f in dataclasses.fields(BenchSettings)}
+    values = {name: value for name, value in vars(args).items() if name in fields}
+    values["models"] = tuple(
+        m.strip() for m in args.models.split(",") if m.strip() not in ("", "none")
     )
+    settings = BenchSettings(**values)
     # the command as run, every option spelled out, so the results say exactly what made them
     options = [
         (f"--{name.replace('_', '-')}", str(value))

@@ -92,7 +92,10 @@ def test_interleave_rotates_the_order_of_the_sides() -> None:
     assert all(t.images == 12 and len(t.rates) == 3 for t in timings.values())
 
 
-def test_too_few_images_for_a_batch_is_one_clear_error(small_synthetic: Path) -> None:
+def test_bad_settings_are_one_clear_error(small_synthetic: Path) -> None:
+    """Caught before any timing starts, not after the data pipeline has been measured."""
+    with pytest.raises(UserError, match="unknown model 'resnet19'"):
+        BenchSettings(models=("resnet18", "resnet19"))
     settings = BenchSettings(
         data=str(small_synthetic), device="cpu", models=("resnet18",), batch_size=64, images=10
     )

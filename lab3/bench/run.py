@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from lab3.bench.machine import device_name
 from lab3.bench.sides import EngineSide, loader_pass, stage, staged_pass, usual_pass
@@ -35,7 +37,7 @@ from lab3.bench.usual import (
     usual_loader,
     usual_transform,
 )
-from lab3.config import TrainConfig, make_config
+from lab3.config import MODEL_NAMES, TrainConfig, make_config
 from lab3.data.preprocess import Augment
 from lab3.engine.data import PreparedData, prepare_data
 from lab3.errors import UserError
@@ -60,6 +62,9 @@ class BenchSettings:
     threads: int = 0  # torch's threads in this process (both sides); 0: torch's default
 
     def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in MODEL_NAMES]
+        if unknown:
+            raise UserError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
         if self.rounds < 1 or self.images < 0:
             raise UserError("--rounds must be at least 1 and --images at least 0")
 
@@ -95,14 +100,7 @@ def run_bench(
             data.layout.root,
         )
     ours = data.loader("train", train=True)
-    dataset = UsualDataset(
-        data.layout.table["path"].to_numpy()[rows].tolist(),
-        data.labels[rows].tolist(),
-        usual_transform(
-            config.image_size, data.cache.mean, data.cache.std, Augment.parse(config.augment)
-        ),
-    )
-    usual = usual_loader(dataset, config.batch_size, device, settings.workers)
+    usual = _usual_data(data, rows, settings.workers)
     report(f"data_pipeline: {len(rows)} images, batch {config.batch_size}, on {device}")
     timings = interleave(
         {"lab3 loader": loader_pass(ours), "usual loader": usual_pass(usual, device)},
@@ -146,10 +144,23 @@ def run_bench(
     }
 
 
+def _usual_data(data: PreparedData, rows: np.ndarray, workers: int) -> DataLoader:
+    """The usual DataLoader over the same training images, labels and normalisation."""
+    config = data.config
+    dataset = UsualDataset(
+        data.layout.table["path"].to_numpy()[rows].tolist(),
+        data.labels[rows].tolist(),
+        usual_transform(
+            config.image_size, data.cache.mean, data.cache.std, Augment.parse(config.augment)
+        ),
+    )
+    return usual_loader(dataset, config.batch_size, data.device, workers)
+
+
 def _bench_model(
     config: TrainConfig,
     data: PreparedData,
-    usual: Any,
+    usual: DataLoader,
     settings: BenchSettings,
     report: Callable[[str], None],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -272,7 +283,8 @@ def _markdown(document: dict[str, Any]) -> str:
         f"- command: `{document['command']}`",
         f"- device: {document['device']}; torch {document['torch']}; {document['date']}",
         f"- settings: {settings}",
-        f"- cache build: {document['setup_seconds']}",
+        f"- cache: {document['setup_seconds']['cache']} s to open"
+        + (" (built in this run)" if document["setup_seconds"]["cache_rebuilt"] else ""),
         "",
         "Medians of interleaved rounds; a ratio above 1 means lab3 is faster.",
         "",
