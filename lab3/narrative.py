@@ -47,6 +47,17 @@ def training_description(config: TrainConfig) -> str:
         parts.append(
             f"; only {config.train_limit:,} training images are used ({config.profile} profile)"
         )
+    if config.min_steps:
+        parts.append(
+            f". Training lasts {config.epochs} epochs, or more where those give fewer than "
+            f"{config.min_steps:,} optimizer steps, so a small dataset still gets enough updates"
+        )
+    if config.precise_bn:
+        parts.append(
+            ". Before each evaluation the BatchNorm statistics are re-estimated over "
+            f"{config.precise_bn:,} training images (precise BN), so they belong to the weights "
+            "evaluated"
+        )
     parts.append(
         ". Each epoch is followed by an evaluation on the validation split (and the test split "
         "when its labels are known); the checkpoint with the best validation accuracy is kept."

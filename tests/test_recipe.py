@@ -21,6 +21,7 @@ from lab3.engine.data import prepare_data
 from lab3.engine.evaluate import LoadedCheckpoint, Predictions
 from lab3.engine.train import fit
 from lab3.errors import UserError
+from lab3.narrative import training_description
 
 
 def test_budget_follows_the_dataset_size() -> None:
@@ -137,3 +138,12 @@ def test_each_submission_follows_its_depths_csv(fixtures: Path) -> None:
         frame = loaded.submission()
         assert frame["ID"].tolist() == pd.read_csv(root / TEST_CSVS[model])["Path"].tolist()
         assert frame["label"].tolist() == [truth[i] for i in frame["ID"]]
+
+
+def test_report_describes_the_budget_and_precise_bn() -> None:
+    """Catches a report that hides the step floor or precise BN (or claims them when off)."""
+    text = training_description(make_config("quick", model="resnet50"))
+    assert "5 epochs, or more where those give fewer than 180 optimizer steps" in text
+    assert "re-estimated over 256 training images (precise BN)" in text
+    plain = training_description(make_config("tiny"))
+    assert "optimizer steps" not in plain and "precise BN" not in plain

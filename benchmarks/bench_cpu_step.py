@@ -1,0 +1,130 @@
+"""What pays on the CPU for the quick profile: threads, channels_last and torch.compile, measured
+as the time of one training step (forward, backward, AdamW) at the quick profile's size.
+
+    python benchmarks/bench_cpu_step.py --models resnet18,resnet50,resnet152 --image-size 48
+
+Settings are interleaved round by round, so a machine whose load drifts affects them alike; the
+table gives each setting's median step time and its ratio to the default (all threads,
+contiguous, eager). Writes ``benchmarks/results/cpu_step.{json,md}`` with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from machine import cpu_name
+from torch import nn
+
+from lab3.models import build_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_step(model: nn.Module, channels_last: bool, batch: int, size: int):
+    """One AdamW training step on a fixed random batch, in the requested memory format."""
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory).train()
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=memory)
+    y = torch.randint(0, 2, (batch,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def settings(threads: int, compile_too: bool) -> list[dict]:
+    out = [
+        {"threads": threads, "channels_last": False, "compile": False},
+        {"threads": threads, "channels_last": True, "compile": False},
+        {"threads": 1, "channels_last": False, "compile": False},
+    ]
+    if compile_too:
+        out.append({"threads": threads, "channels_last": False, "compile": True})
+    return out
+
+
+def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
+    threads = torch.get_num_threads()
+    rows = []
+    steps = {}
+    for setting in settings(threads, args.compile):
+        torch.manual_seed(0)
+        model = build_model(name)
+        if setting["compile"]:
+            model = torch.compile(model)
+        torch.set_num_threads(setting["threads"])
+        started = time.perf_counter()
+        step = make_step(model, setting["channels_last"], args.batch_size, args.image_size)
+        step()  # warm-up (and compilation)
+        rows.append({"model": name, **setting, "first_s": time.perf_counter() - started})
+        steps[len(rows) - 1] = step
+    times: dict[int, list[float]] = {i: [] for i in steps}
+    for _ in range(args.rounds):
+        for i, step in steps.items():
+            torch.set_num_threads(rows[i]["threads"])
+            started = time.perf_counter()
+            step()
+            times[i].append(time.perf_counter() - started)
+    torch.set_num_threads(threads)
+    base = statistics.median(times[0])
+    for i, row in enumerate(rows):
+        row["step_s"] = round(statistics.median(times[i]), 4)
+        row["ratio"] = round(row["step_s"] / base, 3)
+        row["first_s"] = round(row["first_s"], 2)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | threads | channels_last | compile | median step s | ratio | first step s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['threads']} | {r['channels_last']} | {r['compile']} | "
+            f"{r['step_s']:.3f} | {r['ratio']:.2f} | {r['first_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="resnet18,resnet50,resnet152")
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--out", default=str(RESULTS / "cpu_step"))
+    args = parser.parse_args(argv)
+    rows = [row for name in args.models.split(",") for row in bench_model(name, args)]
+    table = markdown(rows)
+    print(table)
+    command = "python benchmarks/bench_cpu_step.py " + " ".join(argv or sys.argv[1:])
+    machine = cpu_name(torch.get_num_threads())
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(
+        json.dumps({"command": command, "machine": machine, "rows": rows}, indent=1) + "\n"
+    )
+    out.with_suffix(".md").write_text(
+        f"# CPU training step: threads, channels_last, torch.compile\n\n`{command}`\n\n"
+        f"{machine}, torch {torch.__version__}. Medians of {args.rounds} interleaved rounds; "
+        "ratio = step time / the first row's of the same model.\n\n" + table + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The recipe's targets, read from finished training runs: what `lab3 score` gives each depth's
+submission, the majority-class baseline, the share of the most predicted class, normal-cell recall,
+and the training cost per epoch.
+
+    python benchmarks/recipe_results.py --data DATA --runs RUNS --name recipe_cpu_small \\
+        --command "lab3 synth ...; lab3 train ..."
+
+RUNS holds one run folder per depth (resnet18/, resnet50/, resnet152/, as `lab3 run` and the
+training commands leave them). Each depth's submission is written with `predict_submission` in
+its own test CSV's order and scored against the data's ``test_labels.csv``, as `lab3 score` does.
+Writes ``benchmarks/results/<name>.{json,md}`` with the commands given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from lab3.data.layouts import TRUTH_CSV
+from lab3.engine.evaluate import predict_submission
+from lab3.submission import score, write_submission
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = ("resnet18", "resnet50", "resnet152")
+
+
+def depth_row(run: Path, data: Path, model: str, scratch: Path) -> dict:
+    """One depth's scored submission and training cost."""
+    history = pd.read_csv(run / "history.csv")
+    submission = write_submission(
+        predict_submission(run / "best.pt", str(data), device="cpu"), scratch / f"{model}.csv"
+    )
+    metrics = score(submission, data / TRUTH_CSV)
+    truth = pd.read_csv(data / TRUTH_CSV)["label"]
+    predicted = pd.read_csv(submission)["label"]
+    n = int(metrics["n"])
+    accuracy = metrics["accuracy"]
+    return {
+        "model": model,
+        "epochs": int(history["epoch"].max()),
+        "median_epoch_s": round(float(history["seconds"].median()), 1),
+        "best_valid_acc": round(float(history["valid_acc"].max()), 4),
+        "test_acc_tta": round(accuracy, 4),
+        "standard_error": round(math.sqrt(accuracy * (1 - accuracy) / n), 4),
+        "normal_recall": round(metrics["specificity"], 4),
+        "majority_class": round(float(truth.value_counts(normalize=True).max()), 4),
+        "most_predicted_share": round(float(predicted.value_counts(normalize=True).max()), 4),
+        "test_images": n,
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--runs", required=True, type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--command", default="", help="the commands that produced the runs")
+    parser.add_argument("--note", default="", help="a sentence on the conditions of the run")
+    args = parser.parse_args(argv)
+    models = [m for m in MODELS if (args.runs / m / "best.pt").is_file()]
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = [depth_row(args.runs / m, args.data, m, Path(scratch)) for m in models]
+    table = markdown(rows)
+    print(table)
+    (RESULTS / f"{args.name}.json").write_text(
+        json.dumps({"command": args.command, "note": args.note, "rows": rows}, indent=1) + "\n"
+    )
+    (RESULTS / f"{args.name}.md").write_text(
+        f"# Recipe results: {args.name}\n\nCommands: `{args.command}`\n\n{args.note}\n\n"
+        "test_acc_tta: the submission (best.pt, the profile's TTA views, the depth's own test "
+        "CSV order) scored against test_labels.csv; normal_recall: recall of class 0; "
+        "most_predicted_share: the share of the test images given the most frequent answer.\n\n"
+        + table
+        + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
