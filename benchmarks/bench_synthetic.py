@@ -241,7 +241,10 @@ def resnet_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raw = sys.argv[1:] if argv is None else argv
-    command = shlex.join(["python", "benchmarks/bench_synthetic.py", *raw])
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
+    command = shlex.join(
+        [*(f"{k}={v}" for k, v in threads.items()), "python", "benchmarks/bench_synthetic.py", *raw]
+    )
     setup = {
         "command": command,
         "cpu": cpu_name(os.cpu_count() or 1),
