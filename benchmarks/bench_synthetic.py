@@ -7,13 +7,14 @@ Three questions, one table each:
 * realism: the same pixel statistics on the real C-NMC fixtures and on the generated images,
   per class;
 * difficulty: the majority class, logistic regression on hand-crafted features (the
-  `feature_baseline`), and the ceiling of a classifier that sees the latent cues themselves;
-  with ``--cnn``, lab3's ResNet-18 trained from scratch on the whole frame resized vs a tight crop
-  around the cell, which is where the fine cues should make preprocessing matter.
+  `feature_baseline`), and the ceiling of a classifier that sees the latent cues themselves
+  (all of them, or only the global and mid-scale ones); with ``--resnet``, ResNet-18 trained
+  and scored by the project's own CLI (`lab3 train --profile quick`, `lab3 predict`, scored as
+  `lab3 score` does) per preprocessing and working size: the tight crop and resolution effects.
 
     python benchmarks/bench_synthetic.py
     python benchmarks/bench_synthetic.py --train 300 --valid 100 --test 100 --tag quick
-    python benchmarks/bench_synthetic.py --train 6000 --valid 1000 --test 1000 --cnn --tag cnn
+    python benchmarks/bench_synthetic.py --resnet tightcrop@48,none@48,tightcrop@64
 
 Prints markdown tables and writes ``benchmarks/results/synthetic[_<tag>].json`` and ``.md`` with
 the exact command, versions and CPU.
@@ -28,6 +29,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,9 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fixtures", type=Path, default=FIXTURES, help="folder of real C-NMC BMPs")
     p.add_argument("--ceiling-cells", type=int, default=20000)
     p.add_argument(
-        "--cnn", action="store_true", help="also train ResNet-18 per preprocessing (GPU advised)"
+        "--resnet",
+        default="",
+        help='also train ResNet-18 with lab3 per "preprocess@size", e.g. "tightcrop@48,none@48"',
     )
-    p.add_argument("--cnn-epochs", type=int, default=20)
+    p.add_argument("--resnet-args", default="", help='extra `lab3 train` flags, e.g. "--epochs 4"')
     p.add_argument("--tag", default="")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     return p.parse_args(argv)
@@ -166,101 +170,81 @@ def stats_table(real: dict, synth: dict) -> str:
     return "\n".join(lines)
 
 
-# --- optional: a CNN per preprocessing ---------------------------------------------------------
+# --- optional: ResNet-18 trained by the project's own CLI, per preprocessing and size ---------
 
 
-def prepare(task: tuple[str, str, int]) -> np.ndarray:
-    """One image as the CNN sees it: the whole frame resized, or a square tight crop resized."""
-    path, mode, size = task
-    img = np.asarray(Image.open(path).convert("RGB"))
-    if mode == "crop":
-        ys, xs = np.nonzero(img.max(axis=2))
-        side = max(ys.max() - ys.min(), xs.max() - xs.min()) + 9
-        cy, cx = (ys.max() + ys.min()) // 2, (xs.max() + xs.min()) // 2
-        canvas = np.zeros((side, side, 3), np.uint8)
-        y0, x0 = cy - side // 2, cx - side // 2
-        sy = slice(max(y0, 0), min(y0 + side, img.shape[0]))
-        sx = slice(max(x0, 0), min(x0 + side, img.shape[1]))
-        canvas[sy.start - y0 : sy.stop - y0, sx.start - x0 : sx.stop - x0] = img[sy, sx]
-        img = canvas
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+def parse_variants(spec: str) -> list[tuple[str, int]]:
+    """ "tightcrop@48,none@48" -> [("tightcrop", 48), ("none", 48)]."""
+    variants = []
+    for token in filter(None, spec.split(",")):
+        preprocess, _, size = token.partition("@")
+        variants.append((preprocess, int(size)))
+    return variants
 
 
-def cnn_check(out: Path, meta, args: argparse.Namespace) -> list[dict]:
-    """Train lab3's ResNet-18 from scratch per preprocessing; accuracy on valid+test."""
-    import multiprocessing as mp
+def lab3_cli(*args: str) -> None:
+    """Run `python -m lab3 ...` as a user would; its output goes to this script's stderr."""
+    subprocess.run([sys.executable, "-m", "lab3", *args], check=True, stdout=sys.stderr)
 
-    import torch
-    import torch.nn.functional as F
 
-    from lab3.models import build_model
+def resnet_check(out: Path, args: argparse.Namespace, work: Path) -> list[dict]:
+    """Train ResNet-18 with `lab3 train --profile quick` per variant; score `lab3 predict`.
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train = (meta["split"] == "train").to_numpy()
-    labels = torch.tensor(meta["label"].to_numpy())
+    The numbers are what a user of the CLI sees: the profile's recipe (plus --resnet-args),
+    the profile's test-time augmentation, scored against test_labels.csv like `lab3 score`.
+    """
+    from lab3.submission import score
+
     rows = []
-    for mode, size in (("full", 224), ("crop", 224), ("full", 112), ("crop", 112)):
-        tasks = [(str(out / p), mode, size) for p in meta["path"]]
-        with mp.get_context("spawn").Pool(args.workers) as pool:
-            images = np.stack(pool.map(prepare, tasks, chunksize=32))
-        x = torch.as_tensor(images).permute(0, 3, 1, 2).contiguous().to(device)
-        y = labels.to(device)
-        x_train, y_train, x_eval, y_eval = x[train], y[train], x[~train], y[~train]
-        mean = x_train.float().mean(dim=(0, 2, 3), keepdim=True)
-        std = x_train.float().std(dim=(0, 2, 3), keepdim=True)
-        torch.manual_seed(args.seed)
-        model = build_model("resnet18", num_classes=2).to(device, memory_format=torch.channels_last)
-        batch = 128
-        steps = args.cnn_epochs * ((len(x_train) + batch - 1) // batch)
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-        use_amp = device.type == "cuda"
-        history = []
+    for preprocess, size in parse_variants(args.resnet):
+        run = work / f"resnet18-{preprocess}-{size}"
+        flags = ["--preprocess", preprocess, "--image-size", str(size), "--seed", str(args.seed)]
         start = time.perf_counter()
-        for _ in range(args.cnn_epochs):
-            model.train()
-            for idx in torch.randperm(len(x_train), device=device).split(batch):
-                xb = (x_train[idx].float() - mean) / std
-                xb = torch.rot90(xb, int(torch.randint(4, ())), dims=(2, 3))  # cells have no up
-                if torch.rand(()) < 0.5:
-                    xb = xb.flip(3)
-                with torch.autocast(device.type, torch.bfloat16, enabled=use_amp):
-                    loss = F.cross_entropy(
-                        model(xb.contiguous(memory_format=torch.channels_last)), y_train[idx]
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-            model.eval()
-            correct = 0
-            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=use_amp):
-                for idx in torch.arange(len(x_eval), device=device).split(256):
-                    xb = (x_eval[idx].float() - mean) / std
-                    correct += int((model(xb).argmax(1) == y_eval[idx]).sum())
-            history.append(correct / len(x_eval))
+        lab3_cli("train", "--profile", "quick", "--model", "resnet18", "--data", str(out),
+                 "--out", str(run), *flags, *shlex.split(args.resnet_args))  # fmt: skip
+        seconds = time.perf_counter() - start
+        lab3_cli("predict", "--checkpoint", str(run / "best.pt"), "--out", str(run / "sub.csv"))
+        metrics = score(run / "sub.csv", out / synthetic.TRUTH_CSV)
+        config = json.loads((run / "config.json").read_text())
         row = {
-            "preprocess": f"{'whole frame' if mode == 'full' else 'tight crop'} -> {size} px",
-            "final": history[-1],
-            "best": max(history),
-            "epochs": args.cnn_epochs,
-            "train_images": int(train.sum()),
-            "eval_images": int((~train).sum()),
-            "seconds": time.perf_counter() - start,
-            "history": history,
+            "preprocess": preprocess,
+            "image_size": size,
+            "test_accuracy": metrics["accuracy"],
+            "normal_recall": metrics["specificity"],
+            "blast_recall": metrics["sensitivity"],
+            "test_images": int(metrics["n"]),
+            "train_seconds": seconds,
+            "config": config,
         }
-        print(
-            f"cnn {row['preprocess']}: final {row['final']:.3f} best {row['best']:.3f}",
-            file=sys.stderr,
-        )
+        print(f"resnet18 {preprocess}@{size}: test {row['test_accuracy']:.3f}", file=sys.stderr)
         rows.append(row)
     return rows
+
+
+def resnet_table(rows: list[dict]) -> str:
+    lines = [
+        "| preprocessing | size (px) | epochs | train images | test accuracy (+- 1 se) "
+        "| normal recall | train time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        acc, n = r["test_accuracy"], r["test_images"]
+        se = (acc * (1 - acc) / n) ** 0.5
+        limit = r["config"]["train_limit"] or "all"
+        lines.append(
+            f"| {r['preprocess']} | {r['image_size']} | {r['config']['epochs']} | {limit} "
+            f"| {acc:.3f} +- {se:.3f} | {r['normal_recall']:.3f} | {r['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raw = sys.argv[1:] if argv is None else argv
-    command = shlex.join(["python", "benchmarks/bench_synthetic.py", *raw])
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
+    command = shlex.join(
+        [*(f"{k}={v}" for k, v in threads.items()), "python", "benchmarks/bench_synthetic.py", *raw]
+    )
     setup = {
         "command": command,
         "cpu": cpu_name(os.cpu_count() or 1),
@@ -290,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         baseline = synthetic.feature_baseline(meta, out, args.workers)
         baseline_s = time.perf_counter() - start
-        cnn = cnn_check(out, meta, args) if args.cnn else []
+        resnet = resnet_check(out, args, Path(tmp)) if args.resnet else []
     real = real_stats(args.fixtures) if args.fixtures.is_dir() else {}
     ceiling = synthetic.latent_ceiling(args.ceiling_cells, args.seed)
+    coarse_ceiling = synthetic.latent_ceiling(args.ceiling_cells, args.seed, ("global", "mid"))
     evaluated = meta[meta["split"] != "train"]["label"]
     majority = float(max(evaluated.mean(), 1 - evaluated.mean()))
 
@@ -308,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "feature_baseline": baseline,
         "feature_baseline_s": baseline_s,
         "latent_ceiling": ceiling,
+        "latent_ceiling_global_mid": coarse_ceiling,
         "evaluated_on": f"valid+test ({len(evaluated)} images), trained on train ({args.train})",
     }
     speed_md = (
@@ -322,15 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         f"| majority class (always 1) | {majority:.3f} |\n"
         "| logistic regression on 10 hand-crafted features (`feature_baseline`) "
         f"| {baseline:.3f} |\n"
-        "| gradient boosting on the latent cues (`latent_ceiling`, "
-        f"{args.ceiling_cells} cells) | {ceiling:.3f} |"
+        "| gradient boosting on the latent global and mid-scale cues (`latent_ceiling`, "
+        f"{args.ceiling_cells} cells) | {coarse_ceiling:.3f} |\n"
+        f"| the same on all the latent cues, fine ones included | {ceiling:.3f} |"
     )
-    if cnn:
-        difficulty["cnn"] = cnn
-        difficulty_md += "".join(
-            f"\n| ResNet-18 from scratch, {r['preprocess']}, {r['epochs']} epochs (final / best) "
-            f"| {r['final']:.3f} / {r['best']:.3f} |"
-            for r in cnn
+    if resnet:
+        difficulty["resnet18"] = resnet
+        difficulty_md += (
+            f"\n\n### ResNet-18, `lab3 train --profile quick` {args.resnet_args}, "
+            f"scored on the test split\n\n{resnet_table(resnet)}"
         )
     real_note = f"{sum(g['n'] for g in real.values())} real fixtures" if real else "no fixtures"
     table = stats_table(real, synth)

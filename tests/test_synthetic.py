@@ -135,15 +135,39 @@ def test_labels_are_68_percent_blasts_and_subjects_one_class() -> None:
     assert all(s.startswith("H") for s in per_subject.index[per_subject["max"] == 0])
 
 
-def test_class_cues_differ_but_overlap() -> None:
+def _best_threshold_accuracy(values: np.ndarray, labels: np.ndarray) -> float:
+    """The accuracy of the best single cut on one cue, either way round."""
+    return max(
+        max(((values > t) == labels).mean(), ((values <= t) == labels).mean())
+        for t in np.unique(values)
+    )
+
+
+def test_class_cues_at_each_scale_differ_but_none_separates() -> None:
+    """Catches a cue that stops differing between classes, or one that alone separates them
+    (then the lessons of depth, resolution and cropping would not show)."""
     rng = np.random.default_rng(0)
-    params = {y: [synthetic.sample_cell_params(rng, y) for _ in range(400)] for y in (0, 1)}
-    clumps = {y: np.array([p.clumps for p in ps]) for y, ps in params.items()}
-    size = {y: np.array([p.diameter for p in ps]) for y, ps in params.items()}
-    assert clumps[0].mean() > 2 * clumps[1].mean()
-    assert size[1].mean() > size[0].mean()
-    assert size[1].min() < size[0].mean() < size[1].max(), "the classes overlap"
-    assert 0 < np.mean([p.hard for p in params[1]]) < 0.08
+    params = [synthetic.sample_cell_params(rng, y) for y in (0, 1) for _ in range(400)]
+    labels = np.array([p.label for p in params])
+    cues = {
+        "global": ["diameter", "irregularity"],
+        "mid": ["eccentricity", "cleft"],
+        "fine": ["clumps", "nucleoli"],
+    }
+    for scale, names in cues.items():
+        for name in names:
+            values = np.array([getattr(p, name) for p in params], dtype=float)
+            accuracy = _best_threshold_accuracy(values, labels)
+            assert 0.58 < accuracy < 0.95, (scale, name, accuracy)
+    assert 0 < np.mean([p.hard for p in params]) < 0.03
+
+
+def test_fine_cues_add_to_what_the_global_and_mid_ones_allow() -> None:
+    """Catches a generator whose fine cues carry nothing new: resolution would not matter."""
+    coarse = synthetic.latent_ceiling(4000, seed=0, scales=("global", "mid"))
+    everything = synthetic.latent_ceiling(4000, seed=0)
+    assert synthetic.latent_ceiling(4000, seed=0, scales=("global",)) < 0.75
+    assert coarse < everything - 0.01
 
 
 def test_test_csvs_list_the_same_ids_in_three_orders_and_truth_scores_them(
