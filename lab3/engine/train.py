@@ -5,7 +5,7 @@ do the writing. `last.pt` (every epoch) and `best.pt` (best valid accuracy) are 
 atomically; `--resume` continues from `last.pt` and reproduces the history an uninterrupted run
 would have written (the loader's order and augmentation depend only on seed and epoch). A run
 that finishes keeps `best.pt` (weights, no optimizer state) and drops `last.pt`: the optimizer's
-moments are twice the weights' size and only resuming needs them.
+moments are up to twice the weights' size and only resuming needs them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model
 
 # Tests: SIGKILL this process right after that epoch's checkpoint ("2"), or only in the run
-# folder of that name ("resnet50:2"; a workbook trains several runs in one kernel).
+# folder of that name ("resnet50:2"; a workbook kernel trains several runs).
 KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"
 
 
@@ -67,7 +67,11 @@ class RunFolder:
             path = Path("outputs") / "runs" / f"{config.model}-{stamp}"
         if resume:
             if (path / "result.json").is_file() and not (path / "last.pt").is_file():
-                raise UserError("this run finished; there is nothing to resume", path)
+                raise UserError(
+                    "this run finished, so there is nothing to resume; to train longer, "
+                    "start a new run",
+                    path,
+                )
             if not (path / "last.pt").is_file():
                 raise UserError(
                     "nothing to resume: no last.pt here; drop --resume to start a run", path
@@ -89,28 +93,10 @@ class RunFolder:
     def save(self, name: str, state: dict[str, Any]) -> None:
         save_checkpoint(self.path / name, state)
 
-    def close(self, model: str, result: RunResult) -> RunResult:
-        """Record how the run ended; a finished run drops what only resuming needs.
-
-        result.json is written first, so a kill in between leaves a run that reads as finished
-        (`fit_or_resume` then tidies it), never one that reads as unstarted.
-        """
-        write_json_atomic(
-            self.path / "result.json",
-            {
-                "model": model,
-                "best_epoch": result.best_epoch,
-                "best_valid_acc": result.best_valid_acc,
-                "epochs_done": len(result.history),
-                "interrupted": result.interrupted,
-            },
-        )
-        if not result.interrupted:
-            self.drop_resume_state()
-        return result
-
-    def drop_resume_state(self) -> None:
-        """Remove last.pt and temporaries a killed write left behind (`.<name>.*.tmp`)."""
+    def finish(self) -> None:
+        """A finished run drops what only resuming needs: last.pt, and the temporaries a write
+        killed half-way leaves (`.<name>.*.tmp`). Called after result.json is written, so a kill
+        in between leaves a run that reads as finished (`fit_or_resume` then tidies it)."""
         for path in [self.path / "last.pt", *self.path.glob(".*.tmp")]:
             path.unlink(missing_ok=True)
 
@@ -215,10 +201,6 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         best_acc = max((r["valid_acc"] for r in history), default=-1.0)
         best_epoch = next((r["epoch"] for r in history if r["valid_acc"] == best_acc), 0)
         torch.set_rng_state(previous["rng"]["torch"])
-        if start_epoch > config.epochs:  # killed after its last checkpoint
-            return run.close(
-                config.model, RunResult(run.path, pd.DataFrame(history), best_epoch, best_acc)
-            )
 
     train_model: nn.Module = torch.compile(model) if config.use_compile() else model
     eval_model = average.model if average is not None else model
@@ -311,13 +293,25 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         if row["valid_acc"] > best_acc:
             best_acc, best_epoch = row["valid_acc"], epoch
             # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer.
-            # Written before last.pt: a kill in between repeats this epoch, and so this save.
+            # Saved before last.pt: a kill in between repeats this epoch, and so this save.
             run.save("best.pt", {k: v for k, v in state.items() if k != "optimizer"})
         run.save("last.pt", state)
         log(format_row(config.model, config.epochs, row, history))
         if os.environ.get(KILL_HOOK) in (str(epoch), f"{run.path.name}:{epoch}"):
             os.kill(os.getpid(), signal.SIGKILL)
-    return run.close(config.model, RunResult(run.path, frame, best_epoch, best_acc, interrupted))
+    write_json_atomic(
+        run.path / "result.json",
+        {
+            "model": config.model,
+            "best_epoch": best_epoch,
+            "best_valid_acc": best_acc,
+            "epochs_done": len(history),
+            "interrupted": interrupted,
+        },
+    )
+    if not interrupted:
+        run.finish()
+    return RunResult(run.path, frame, best_epoch, best_acc, interrupted)
 
 
 def class_weights(data: PreparedData) -> torch.Tensor:
