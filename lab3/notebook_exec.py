@@ -97,8 +97,10 @@ def _failure(output: Path, err: BaseException) -> UserError:
 
 
 class NotebookProgress:
-    """What the terminal shows of one notebook: its name when it starts, every line its kernel
-    prints (an epoch of notebook 04, an ablation run of 02) as it arrives, its time at the end.
+    """What the terminal shows of one notebook: its name when it starts, with `echo` every line
+    its kernel prints (an epoch of notebook 04, an ablation run of 02) as it arrives, and its
+    time at the end. Without `echo` (a notebook that prints content, not progress: 03's block
+    structures) the printed lines stay in the notebook only.
 
     papermill hands the kernel's stdout to `write` (as its `stdout_file`) message by message.
     Only whole lines are echoed, each from its last carriage return on, so a progress bar the
@@ -108,9 +110,10 @@ class NotebookProgress:
     INDENT = "      "
     ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-    def __init__(self, prefix: str, stream: TextIO):
+    def __init__(self, prefix: str, stream: TextIO, echo: bool = True):
         self.prefix = prefix
         self.stream = stream
+        self.echo = echo
         self.pending = ""
         self.lines = 0
         self._print(prefix, end="")
@@ -131,7 +134,7 @@ class NotebookProgress:
 
     def _echo(self, raw: str) -> None:
         line = self.ANSI.sub("", raw.rsplit("\r", 1)[-1]).rstrip()
-        if line.strip():
+        if self.echo and line.strip():
             self._print(("" if self.lines else "\n") + self.INDENT + line)
             self.lines += 1
 

@@ -11,13 +11,14 @@ writes lands in one place::
                         submissions/   the Kaggle CSVs
                         ablation/      the preprocessing ablation's short runs
 
-While a notebook runs, every line its kernel prints reaches the terminal at once (notebook 04
-prints one per epoch). `workbook.json` records the run's parameters before the first notebook
-and each notebook as it finishes, so `lab3 run --resume RUN` continues a run that failed, was
-interrupted or was killed: finished notebooks are kept, the rest run again, and training resumes
-from each depth's last.pt. A failing notebook stops the run with one line naming the notebook,
-the cell and the error; the partly executed notebook stays in the run folder (papermill saves it
-after every cell). Only `outputs/latest` is maintained as a link, and only for runs in outputs/.
+While a notebook that trains runs, every line its kernel prints reaches the terminal at once
+(notebook 04 prints one per epoch, 02 one per ablation epoch and run). `workbook.json` records
+the run's parameters before the first notebook and each notebook as it finishes, so
+`lab3 run --resume RUN` continues a run that failed, was interrupted or was killed: finished
+notebooks are kept, the rest run again, and training resumes from each depth's last.pt. A
+failing notebook stops the run with one line naming the notebook, the cell and the error; the
+partly executed notebook stays in the run folder (papermill saves it after every cell). Only
+`outputs/latest` is maintained as a link, and only for runs in outputs/.
 
 `workbook_paths` gives the notebooks this layout, and `parse_models` their models parameter.
 """
@@ -51,6 +52,8 @@ NOTEBOOKS = (
     "05_evaluation_and_report",
 )
 PER_MODEL = "04_train"
+# The notebooks that train: their kernels' lines (epochs, ablation runs) are shown as they come.
+LIVE = frozenset({"02_preprocessing_experiments", PER_MODEL})
 RECORD = "workbook.json"  # the run's parameters and finished notebooks
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
 
@@ -366,7 +369,7 @@ def _execute_step(
     """One notebook, its kernel's lines echoed live; a failure or an interruption says how to
     continue the run."""
     output = run / "notebooks" / step.output
-    progress = NotebookProgress(prefix, stream)
+    progress = NotebookProgress(prefix, stream, echo=step.source in LIVE)
     hint = f"continue with: lab3 run --resume {run}"
     try:
         return execute_notebook(source, output, step.parameters, kernel, progress, run / KERNEL_LOG)

@@ -185,9 +185,12 @@ def test_notebook_progress_echoes_whole_lines_without_redraws() -> None:
         "      resnet18 epoch 1/4",
         "[2/6] 02.ipynb    3.0 s  ok",
     ]
-    quiet = io.StringIO()
-    NotebookProgress("[1/6] 01.ipynb", quiet).end("  1.0 s  ok")
-    assert quiet.getvalue() == "[1/6] 01.ipynb    1.0 s  ok\n"
+    for echo, printed in ((True, ""), (False, "BasicBlock(\n)\n")):
+        quiet = io.StringIO()
+        progress = NotebookProgress("[3/6] 03.ipynb", quiet, echo=echo)
+        progress.write(printed)
+        progress.end("  1.0 s  ok")
+        assert quiet.getvalue() == "[3/6] 03.ipynb    1.0 s  ok\n"
 
 
 # ------------------------------------------------------------------------- resume
