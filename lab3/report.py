@@ -86,6 +86,8 @@ img { max-width: 100%; height: auto; }
 .output_area, .output_png, .output_jpeg, .output_svg, table, figure {
   break-inside: avoid; page-break-inside: avoid;
 }
+/* A markdown cell with a heading introduces what follows it: no page ends between the two. */
+.text_cell:has(h1, h2, h3, h4) { break-after: avoid; page-break-after: avoid; }
 table { border-collapse: collapse; border: none; margin: 0.6em auto; font-size: 9pt; }
 th, td { padding: 2px 9px; border: none; border-bottom: 1px solid #dcdcdc; text-align: right; }
 thead th { border-bottom: 1.5px solid #1f1f1f; text-align: right; }

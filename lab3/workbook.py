@@ -11,13 +11,14 @@ writes lands in one place::
                         submissions/   the Kaggle CSVs
                         ablation/      the preprocessing ablation's short runs
 
-While a notebook runs, every line its kernel prints reaches the terminal at once (notebook 04
-prints one per epoch). `workbook.json` records the run's parameters before the first notebook
-and each notebook as it finishes, so `lab3 run --resume RUN` continues a run that failed, was
-interrupted or was killed: finished notebooks are kept, the rest run again, and training resumes
-from each depth's last.pt. A failing notebook stops the run with one line naming the notebook,
-the cell and the error; the partly executed notebook stays in the run folder (papermill saves it
-after every cell). Only `outputs/latest` is maintained as a link, and only for runs in outputs/.
+While a notebook that trains runs, every line its kernel prints reaches the terminal at once
+(notebook 04 prints one per epoch, 02 one per ablation epoch and run). `workbook.json` records
+the run's parameters before the first notebook and each notebook as it finishes, so
+`lab3 run --resume RUN` continues a run that failed, was interrupted or was killed: finished
+notebooks are kept, the rest run again, and training resumes from each depth's last.pt. A
+failing notebook stops the run with one line naming the notebook, the cell and the error; the
+partly executed notebook stays in the run folder (papermill saves it after every cell). Only
+`outputs/latest` is maintained as a link, and only for runs in outputs/.
 
 `workbook_paths` gives the notebooks this layout, and `parse_models` their models parameter.
 """
@@ -28,10 +29,7 @@ import contextlib
 import fcntl
 import json
 import os
-import re
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +38,7 @@ from typing import Any, TextIO
 
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
+from lab3.notebook_exec import NotebookProgress, check_kernel, execute_notebook, kernel_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -53,6 +52,8 @@ NOTEBOOKS = (
     "05_evaluation_and_report",
 )
 PER_MODEL = "04_train"
+# The notebooks that train: their kernels' lines (epochs, ablation runs) are shown as they come.
+LIVE = frozenset({"02_preprocessing_experiments", PER_MODEL})
 RECORD = "workbook.json"  # the run's parameters and finished notebooks
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
 
@@ -192,131 +193,6 @@ def point_latest(run: Path) -> Path | None:
     return link
 
 
-def check_kernel(name: str) -> None:
-    """Fail early, and clearly, when the kernel would not run this project's Python with lab3."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    install = f"{sys.executable} -m ipykernel install --sys-prefix --name {name}"
-    try:
-        spec = KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
-        raise UserError(
-            f"no Jupyter kernel named {name!r}; install this project's: {install}"
-        ) from None
-    executable = spec.argv[0] if spec.argv else ""
-    # jupyter_client starts a spec whose argv begins with plain "python" with sys.executable.
-    if executable in {"python", "python3", f"python3.{sys.version_info.minor}"}:
-        return
-    if Path(executable) == Path(sys.executable):
-        return
-    probe = subprocess.run(
-        [executable, "-c", "import lab3, ipykernel"], capture_output=True, text=True, timeout=120
-    )
-    if probe.returncode != 0:
-        raise UserError(
-            f"the Jupyter kernel {name!r} starts {executable}, which cannot import lab3; "
-            f"install this project's kernel ({install}) or remove {spec.resource_dir}"
-        )
-
-
-def kernel_of(notebook: Path) -> str:
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    return str(nb.metadata.get("kernelspec", {}).get("name") or "python3")
-
-
-@contextlib.contextmanager
-def stderr_to(path: Path) -> Iterator[None]:
-    """Send this process's stderr, and so that of the kernels it starts, to a log file.
-
-    Kernels print start-up warnings (e.g. about unencrypted local TCP) straight to the inherited
-    stderr; they would break the progress lines, and the log keeps them for inspection.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(path, "ab") as log:
-            os.dup2(log.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _first_line(source: str) -> str:
-    lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
-    line = lines[0] if lines else ""
-    return line if len(line) <= 60 else line[:57] + "..."
-
-
-def _failure(step: Step, output: Path, err: BaseException) -> UserError:
-    """One line a reader can act on: notebook, cell, error, where the partial notebook is."""
-    from papermill.exceptions import PapermillExecutionError
-
-    if isinstance(err, PapermillExecutionError):
-        evalue = " ".join(str(err.evalue).split())
-        if len(evalue) > 300:
-            evalue = evalue[:297] + "..."
-        where = f"cell {err.cell_index + 1} (In [{err.exec_count}]: {_first_line(err.source)})"
-        what = f"{err.ename}: {evalue}" if evalue else err.ename
-    else:
-        where = "kernel"
-        what = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
-    return UserError(
-        f"notebook {step.output} failed in {where}: {what}; "
-        f"the partly executed notebook is kept at {output}; "
-        f"once fixed, continue with: lab3 run --resume {output.parent.parent}"
-    )
-
-
-class NotebookProgress:
-    """What the terminal shows of one notebook: its name when it starts, every line its kernel
-    prints (an epoch of notebook 04, an ablation run of 02) as it arrives, its time at the end.
-
-    papermill hands the kernel's stdout to `write` (as its `stdout_file`) message by message.
-    Only whole lines are echoed, each from its last carriage return on, so a progress bar the
-    kernel redraws leaves one final line, and a log file gets no carriage-return noise.
-    """
-
-    INDENT = "      "
-    ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-    def __init__(self, prefix: str, stream: TextIO):
-        self.prefix = prefix
-        self.stream = stream
-        self.pending = ""
-        self.lines = 0
-        self._print(prefix, end="")
-
-    def _print(self, text: str, end: str = "\n") -> None:
-        self.stream.write(text + end)
-        self.stream.flush()
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        *complete, self.pending = self.pending.split("\n")
-        for line in complete:
-            self._echo(line)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def _echo(self, raw: str) -> None:
-        line = self.ANSI.sub("", raw.rsplit("\r", 1)[-1]).rstrip()
-        if line.strip():
-            self._print(("" if self.lines else "\n") + self.INDENT + line)
-            self.lines += 1
-
-    def end(self, outcome: str) -> None:
-        """The closing word; after echoed lines the notebook is named again, so it reads alone."""
-        self._echo(self.pending)
-        self.pending = ""
-        self._print(f"{self.prefix if self.lines else ''}  {outcome}")
-
-
 def _sources(notebooks_dir: str | Path | None) -> dict[str, Path]:
     """The workbook's notebooks: the repository's notebooks/, or ./notebooks when lab3 is not
     installed from a checkout."""
@@ -330,6 +206,7 @@ def _sources(notebooks_dir: str | Path | None) -> dict[str, Path]:
 
 
 def _kernel(kernel_name: str | None, sources: dict[str, Path]) -> str:
+    """The kernel to run the notebooks in (theirs by default), checked before anything starts."""
     kernel = kernel_name or kernel_of(sources[NOTEBOOKS[0]])
     check_kernel(kernel)
     return kernel
@@ -434,6 +311,10 @@ def resume_workbook(
         return run.resolve()
     _check_arguments(record["profile"], record["models"])
     sources = _sources(notebooks_dir)
+    if not Path(record["data"]).is_dir():
+        raise UserError(
+            "the data folder this run was started on is gone; restore it", record["data"]
+        )
     load_layout(record["data"])
     kernel = _kernel(kernel_name, sources)
     record.setdefault("resumed", []).append(_now())
@@ -477,7 +358,12 @@ def _execute(
             if step.output in done:
                 stream.write(f"{prefix}  finished earlier, kept\n")
                 continue
-            seconds = _execute_step(step, sources[step.source], run, kernel, prefix, stream, record)
+            try:
+                seconds = _execute_step(step, sources[step.source], run, kernel, prefix, stream)
+            except UserError:
+                record["failed"] = step.output
+                write_json_atomic(run / RECORD, record)
+                raise
             done[step.output] = {"notebook": step.output, "seconds": round(seconds, 1)}
             record["notebooks"] = [done[s.output] for s in steps if s.output in done]
             write_json_atomic(run / RECORD, record)
@@ -494,45 +380,17 @@ def _execute(
 
 
 def _execute_step(
-    step: Step,
-    source: Path,
-    run: Path,
-    kernel: str,
-    prefix: str,
-    stream: TextIO,
-    record: dict[str, Any],
+    step: Step, source: Path, run: Path, kernel: str, prefix: str, stream: TextIO
 ) -> float:
-    """One notebook through papermill, its kernel's lines echoed live; returns its seconds."""
-    import papermill
-
+    """One notebook, its kernel's lines echoed live; a failure or an interruption says how to
+    continue the run."""
     output = run / "notebooks" / step.output
-    progress = NotebookProgress(prefix, stream)
-    started = time.perf_counter()
+    progress = NotebookProgress(prefix, stream, echo=step.source in LIVE)
+    hint = f"continue with: lab3 run --resume {run}"
     try:
-        with stderr_to(run / KERNEL_LOG):
-            papermill.execute_notebook(
-                str(source),
-                str(output),
-                parameters=step.parameters,
-                kernel_name=kernel,
-                cwd=str(output.parent),
-                progress_bar=False,
-                log_output=False,
-                stdout_file=progress,
-                request_save_on_cell_execute=True,
-            )
+        return execute_notebook(source, output, step.parameters, kernel, progress, run / KERNEL_LOG)
     except KeyboardInterrupt:
-        progress.end("interrupted")
-        stream.write(
-            f"workbook: the partly executed notebook is kept at {output}; "
-            f"continue with: lab3 run --resume {run}\n"
-        )
+        stream.write(f"workbook: the partly executed notebook is kept at {output}; {hint}\n")
         raise
-    except Exception as err:  # papermill, nbclient and jupyter_client raise many types
-        progress.end(f"{time.perf_counter() - started:7.1f} s  FAILED")
-        record["failed"] = step.output
-        write_json_atomic(run / RECORD, record)
-        raise _failure(step, output, err) from None
-    seconds = time.perf_counter() - started
-    progress.end(f"{seconds:7.1f} s  ok")
-    return seconds
+    except UserError as err:
+        raise UserError(f"{err}; once fixed, {hint}") from None

@@ -33,6 +33,7 @@ from lab3.engine.evaluate import LoadedCheckpoint
 from lab3.engine.resume import fit_or_resume
 from lab3.engine.train import KILL_HOOK, format_row
 from lab3.formatting import pct
+from lab3.notebook_exec import NotebookProgress
 from lab3.submission import score
 
 MODELS = ["resnet18", "resnet50"]
@@ -154,7 +155,7 @@ def test_epoch_lines_reach_the_terminal_while_the_notebook_runs(story: Story) ->
     epoch = next(i for i in range(start, len(texts)) if "resnet18 epoch 1/1" in texts[i])
     line, finished = story.lines[epoch]
     assert "04_train_resnet18.ipynb" not in finished, "the epoch line came after the notebook"
-    assert line.startswith(workbook.NotebookProgress.INDENT)
+    assert line.startswith(NotebookProgress.INDENT)
     for part in ("train loss", "valid loss", "acc", "img/s", "done"):
         assert part in line, part
     end = next(i for i in range(epoch, len(texts)) if texts[i].startswith("[4/6] 04_train"))
@@ -175,7 +176,7 @@ def test_format_row_gives_the_time_left_for_the_depth() -> None:
 def test_notebook_progress_echoes_whole_lines_without_redraws() -> None:
     """Catches partial lines echoed early, progress-bar redraws and colour codes in a log."""
     out = io.StringIO()
-    progress = workbook.NotebookProgress("[2/6] 02.ipynb", out)
+    progress = NotebookProgress("[2/6] 02.ipynb", out)
     progress.write("variant 1: 10%\r\x1b[32mvariant 1: 100%\x1b[0m\nresnet18 epo")
     assert out.getvalue() == "[2/6] 02.ipynb\n      variant 1: 100%\n"
     progress.write("ch 1/4\n\n")
@@ -184,9 +185,12 @@ def test_notebook_progress_echoes_whole_lines_without_redraws() -> None:
         "      resnet18 epoch 1/4",
         "[2/6] 02.ipynb    3.0 s  ok",
     ]
-    quiet = io.StringIO()
-    workbook.NotebookProgress("[1/6] 01.ipynb", quiet).end("  1.0 s  ok")
-    assert quiet.getvalue() == "[1/6] 01.ipynb    1.0 s  ok\n"
+    for echo, printed in ((True, ""), (False, "BasicBlock(\n)\n")):
+        quiet = io.StringIO()
+        progress = NotebookProgress("[3/6] 03.ipynb", quiet, echo=echo)
+        progress.write(printed)
+        progress.end("  1.0 s  ok")
+        assert quiet.getvalue() == "[3/6] 03.ipynb    1.0 s  ok\n"
 
 
 # ------------------------------------------------------------------------- resume

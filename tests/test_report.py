@@ -180,3 +180,33 @@ def test_failing_browser_is_a_user_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="failed to print"):
         report.build_report(run)
     assert (run / "report.html").is_file() and not (run / "report.pdf").exists()
+
+
+def test_a_heading_and_its_lead_in_go_to_the_page_of_their_figure(tmp_path):
+    """Catches a page that ends with a heading (and its lead-in) whose figure opens the next."""
+    if report.find_chromium() is None:
+        pytest.skip("chromium is not installed, so no PDF is rendered (.ci/run installs it)")
+    pypdf = pytest.importorskip("pypdf")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot([1, 2, 3])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    figure = {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": ""}
+    filler = "Cells on a black background, segmented and centred in the frame. " * 12
+    cells = []
+    for k in range(4):  # text of growing length moves each heading further down its page
+        cells.append(new_markdown_cell("\n\n".join([filler] * (3 + k))))
+        cells.append(new_markdown_cell(f"## Heading {k}\n\nWhat the figure below shows."))
+        cells.append(new_code_cell("plot()", outputs=[new_output("display_data", data=figure)]))
+    html = tmp_path / "report.html"
+    html.write_text(report.render_html(new_notebook(cells=cells), tmp_path))
+    reader = pypdf.PdfReader(
+        report.html_to_pdf(html, tmp_path / "report.pdf", report.find_chromium())
+    )
+    figure_pages = [i for i, page in enumerate(reader.pages) for _ in page.images]
+    heading_pages = [
+        next(i for i, page in enumerate(reader.pages) if f"Heading {k}" in page.extract_text())
+        for k in range(4)
+    ]
+    assert heading_pages == figure_pages

@@ -57,6 +57,7 @@ from lab3.models.reference import (
     stage_table,
 )
 from lab3.narrative import discussion, headline
+from lab3.notebook_exec import check_kernel
 from lab3.report import REPORT_SECTIONS, build_report, find_chromium
 from lab3.results import (
     evaluate_runs,
@@ -247,8 +248,8 @@ def test_cli_run_reports_one_line_and_exit_2(
 
 def test_missing_kernel_is_a_user_error() -> None:
     with pytest.raises(UserError, match="no Jupyter kernel named 'no-such-kernel-lab3'"):
-        workbook.check_kernel("no-such-kernel-lab3")
-    workbook.check_kernel("python3")  # the project's own
+        check_kernel("no-such-kernel-lab3")
+    check_kernel("python3")  # the project's own
 
 
 def test_run_folders_are_fresh_and_latest_moves_atomically(

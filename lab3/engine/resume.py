@@ -84,7 +84,7 @@ def _finished(run: Path, config: TrainConfig) -> RunResult | None:
     planned = result.get("epochs_planned", config.epochs)  # budgets may add epochs
     if result.get("interrupted") or result.get("epochs_done", 0) < planned:
         return None
-    RunFolder(run).drop_resume_state()  # a kill between result.json and the clean-up
+    RunFolder(run).finish()  # a kill between result.json and the clean-up
     history = pd.read_csv(run / "history.csv")
     return RunResult(run, history, int(result["best_epoch"]), float(result["best_valid_acc"]))
 
@@ -95,7 +95,7 @@ def _discard_unstarted(run: Path) -> None:
     to refuse rather than deleted."""
     for name in ("config.json", "history.csv", "history.json"):
         (run / name).unlink(missing_ok=True)
-    RunFolder(run).drop_resume_state()
+    RunFolder(run).finish()
 
 
 def launch(config: TrainConfig, nproc: int, resume: bool = False) -> RunResult:

@@ -7,7 +7,7 @@ writes. `last.pt` (every epoch) and `best.pt` (best valid accuracy) are written
 atomically; `--resume` continues from `last.pt` and reproduces the history an uninterrupted run
 would have written (the loader's order and augmentation depend only on seed and epoch). A run
 that finishes keeps `best.pt` (weights, no optimizer state) and drops `last.pt`: the optimizer's
-moments are twice the weights' size and only resuming needs them.
+moments are up to twice the weights' size and only resuming needs them.
 """
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ class RunFolder:
             path = Path("outputs") / "runs" / f"{config.model}-{stamp}"
         if resume:
             if (path / "result.json").is_file() and not (path / "last.pt").is_file():
-                raise UserError("this run finished; there is nothing to resume", path)
+                raise UserError(
+                    "this run finished, so there is nothing to resume; to train longer, "
+                    "start a new run",
+                    path,
+                )
             if not (path / "last.pt").is_file():
                 raise UserError(
                     "nothing to resume: no last.pt here; drop --resume to start a run", path
@@ -136,11 +140,12 @@ class RunFolder:
                 },
             )
             if not interrupted:
-                self.drop_resume_state()
+                self.finish()
         return RunResult(self.path, pd.DataFrame(history), best_epoch, best_acc, interrupted)
 
-    def drop_resume_state(self) -> None:
-        """Remove last.pt and temporaries a killed write left behind (`.<name>.*.tmp`)."""
+    def finish(self) -> None:
+        """A finished run drops what only resuming needs: last.pt, and the temporaries a write
+        killed half-way leaves (`.<name>.*.tmp`)."""
         for path in [self.path / "last.pt", *self.path.glob(".*.tmp")]:
             path.unlink(missing_ok=True)
 
