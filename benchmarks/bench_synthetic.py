@@ -42,6 +42,7 @@ from machine import cpu_name
 from PIL import Image, ImageFilter
 
 from lab3.data import synthetic
+from lab3.metrics import standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -228,8 +229,7 @@ def resnet_table(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        acc, n = r["test_accuracy"], r["test_images"]
-        se = (acc * (1 - acc) / n) ** 0.5
+        acc, se = r["test_accuracy"], standard_error(r["test_accuracy"], r["test_images"])
         limit = r["config"]["train_limit"] or "all"
         lines.append(
             f"| {r['preprocess']} | {r['image_size']} | {r['config']['epochs']} | {limit} "
@@ -314,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if resnet:
         difficulty["resnet18"] = resnet
+        train = shlex.join(["lab3", "train", "--profile", "quick", *shlex.split(args.resnet_args)])
         difficulty_md += (
-            f"\n\n### ResNet-18, `lab3 train --profile quick` {args.resnet_args}, "
-            f"scored on the test split\n\n{resnet_table(resnet)}"
+            f"\n\n### ResNet-18, `{train}`, scored on the test split\n\n{resnet_table(resnet)}"
         )
     real_note = f"{sum(g['n'] for g in real.values())} real fixtures" if real else "no fixtures"
     table = stats_table(real, synth)
