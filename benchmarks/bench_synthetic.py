@@ -207,6 +207,7 @@ def resnet_check(out: Path, args: argparse.Namespace, work: Path) -> list[dict]:
         lab3_cli("predict", "--checkpoint", str(run / "best.pt"), "--out", str(run / "sub.csv"))
         metrics = score(run / "sub.csv", out / synthetic.TRUTH_CSV)
         config = json.loads((run / "config.json").read_text())
+        config = {k: v for k, v in config.items() if k not in ("data", "out")}  # temp paths
         row = {
             "preprocess": preprocess,
             "image_size": size,
