@@ -42,6 +42,7 @@ from PIL import Image, ImageFilter
 
 from lab3.bench.machine import cpu_name
 from lab3.data import synthetic
+from lab3.metrics import standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -206,6 +207,7 @@ def resnet_check(out: Path, args: argparse.Namespace, work: Path) -> list[dict]:
         lab3_cli("predict", "--checkpoint", str(run / "best.pt"), "--out", str(run / "sub.csv"))
         metrics = score(run / "sub.csv", out / synthetic.TRUTH_CSV)
         config = json.loads((run / "config.json").read_text())
+        config = {k: v for k, v in config.items() if k not in ("data", "out")}  # temp paths
         row = {
             "preprocess": preprocess,
             "image_size": size,
@@ -228,8 +230,7 @@ def resnet_table(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        acc, n = r["test_accuracy"], r["test_images"]
-        se = (acc * (1 - acc) / n) ** 0.5
+        acc, se = r["test_accuracy"], standard_error(r["test_accuracy"], r["test_images"])
         limit = r["config"]["train_limit"] or "all"
         lines.append(
             f"| {r['preprocess']} | {r['image_size']} | {r['config']['epochs']} | {limit} "
@@ -314,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if resnet:
         difficulty["resnet18"] = resnet
+        train = shlex.join(["lab3", "train", "--profile", "quick", *shlex.split(args.resnet_args)])
         difficulty_md += (
-            f"\n\n### ResNet-18, `lab3 train --profile quick` {args.resnet_args}, "
-            f"scored on the test split\n\n{resnet_table(resnet)}"
+            f"\n\n### ResNet-18, `{train}`, scored on the test split\n\n{resnet_table(resnet)}"
         )
     real_note = f"{sum(g['n'] for g in real.values())} real fixtures" if real else "no fixtures"
     table = stats_table(real, synth)
