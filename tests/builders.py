@@ -5,8 +5,9 @@
   ``test_labels.csv``) with a strong colour cue, so a few epochs of a tiny ResNet18 run separate
   the classes and label-based checks (accuracy, per-ID submissions, resume) mean something.
 * `write_format_samples`: stand-ins for ../shared/fixtures with the same file names, counts and
-  formats (C-NMC BMPs of a cell on black, the course CSVs, the retinopathy edition's headerless
-  CSVs), used when the real samples are absent.
+  formats (C-NMC BMPs of a cell on black inside the real pixel ranges, the course CSVs and an
+  example submission, the retinopathy edition's headerless CSVs), used when the real samples
+  are absent.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def write_format_samples(root: Path, seed: int = 0) -> Path:
     cnmc.mkdir(parents=True)
     for name in CNMC_NAMES:
         # About a fifth of the 450 px frame, with the real cells' stain colour and texture.
-        image = cell_image(rng, 450, (75, 33, 82), radius=rng.uniform(100, 125))
+        image = cell_image(rng, 450, (75, 33, 82), radius=rng.uniform(105, 120))
         Image.fromarray(image).save(cnmc / name, format="BMP")
     ta = root / "ta_csv"
     ta.mkdir()
@@ -117,8 +118,11 @@ def write_format_samples(root: Path, seed: int = 0) -> Path:
         )  # fmt: skip
         frame.to_csv(ta / f"{split}.csv", index=False)
     test_ids = [f"./new_dataset/test/{i}.bmp" for i in range(1067)]
-    for name, order in zip(TEST_CSV_NAMES, shuffled_orders(rng, 1067, 3), strict=True):
+    orders = shuffled_orders(rng, 1067, 3)
+    for name, order in zip(TEST_CSV_NAMES, orders, strict=True):
         pd.DataFrame({"Path": [test_ids[i] for i in order]}).to_csv(ta / name, index=False)
+    submission = {"ID": [test_ids[i] for i in orders[0]], "label": _labels(rng, 1067, 0.68)}
+    pd.DataFrame(submission).to_csv(ta / "example_submission.csv", index=False)
     retinopathy = root / "retinopathy_csv"
     retinopathy.mkdir()
     for prefix, n in (("train", 28100), ("test", 7026)):
