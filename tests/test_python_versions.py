@@ -45,20 +45,25 @@ def _stub_python(folder: Path, version: tuple[int, int, int]) -> Path:
     return stub
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
-def test_make_refuses_old_python_before_creating_venv(tmp_path: Path) -> None:
-    """Catches a guard that is missing, passes 3.10, or runs only after `python -m venv`."""
+def _make(folder: Path, version: tuple[int, int, int], *args: str) -> subprocess.CompletedProcess:
+    """`make ARGS` on a copy of the Makefile, with an interpreter that reports `version`."""
     for name in ("Makefile", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    stub = _stub_python(tmp_path, (3, 10, 13))
-    done = subprocess.run(
-        ["make", "test", f"PYTHON={stub}"],
-        cwd=tmp_path,
+        shutil.copy(ROOT / name, folder / name)
+    stub = _stub_python(folder, version)
+    return subprocess.run(
+        ["make", *args, f"PYTHON={stub}"],
+        cwd=folder,
         capture_output=True,
         text=True,
         env={**os.environ, "MAKEFLAGS": ""},
         timeout=60,
     )
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_refuses_old_python_before_creating_venv(tmp_path: Path) -> None:
+    """Catches a guard that is missing, passes 3.10, or runs only after `python -m venv`."""
+    done = _make(tmp_path, (3, 10, 13), "test")
     assert done.returncode != 0
     message = [line for line in done.stderr.splitlines() if "lab3 needs Python" in line]
     assert len(message) == 1, done.stderr
@@ -69,15 +74,6 @@ def test_make_refuses_old_python_before_creating_venv(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 def test_make_guard_passes_supported_python(tmp_path: Path) -> None:
     """The guard itself lets 3.12 through (the stub is only asked the guard's question)."""
-    for name in ("Makefile", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    stub = _stub_python(tmp_path, (3, 12, 3))
-    guard = subprocess.run(
-        ["make", "-s", "--eval", "print-guard:\n\t@$(PYTHON) -c '$(PYTHON_GUARD)'", "print-guard"]
-        + [f"PYTHON={stub}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    rule = "print-guard:\n\t@$(PYTHON) -c '$(PYTHON_GUARD)'"
+    guard = _make(tmp_path, (3, 12, 3), "-s", "--eval", rule, "print-guard")
     assert guard.returncode == 0, guard.stderr
