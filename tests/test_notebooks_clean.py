@@ -59,7 +59,7 @@ def test_one_parameters_cell_with_defaults_for_jupyterlab(name: str) -> None:
     for node in ast.parse(cell.source).body:
         assert isinstance(node, ast.Assign), f"{name}: parameters cell holds only assignments"
         assigned[node.targets[0].id] = ast.literal_eval(node.value)
-    expected = PARAMETERS | ({"model"} if name == PER_MODEL else set())
+    expected = PARAMETERS | ({"model", "nproc"} if name == PER_MODEL else set())
     assert set(assigned) == expected
     # Opened in JupyterLab from notebooks/, the defaults point at the repo's folders.
     assert assigned["data_dir"] == "../data/synthetic"
@@ -67,6 +67,7 @@ def test_one_parameters_cell_with_defaults_for_jupyterlab(name: str) -> None:
     assert assigned["device"] == "auto"
     if name == PER_MODEL:
         assert assigned["model"] in assigned["models"].split(",")
+        assert assigned["nproc"] == 1  # one process unless `lab3 run --nproc N`
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
