@@ -42,9 +42,11 @@ class PreparedData:
     def loader(
         self, split: str, train: bool = False, batch_size: int | None = None
     ) -> DeviceLoader:
+        return self._loader(self.rows(split), train, batch_size)
+
+    def _loader(self, rows: np.ndarray, train: bool, batch_size: int | None) -> DeviceLoader:
         config = self.config
         batch = batch_size or (config.batch_size if train else config.batch_size * 2)
-        rows = self.rows(split)
         per_rank = len(rows) // self.group.world_size  # a training shard (see loader.shard)
         return DeviceLoader(
             self.images,
@@ -72,9 +74,7 @@ class PreparedData:
         rows = self.rows("train")
         rng = np.random.default_rng(self.config.seed + 1)
         rows = np.sort(rng.permutation(rows)[: self.config.precise_bn])
-        loader = self.loader("train")
-        loader.indices = rows
-        return loader
+        return self._loader(rows, train=False, batch_size=None)
 
 
 def prepare_data(

@@ -270,6 +270,7 @@ class Trainer:
     criterion: nn.Module
     average: WeightAverage | None
     group: Distributed
+    train_loader: DeviceLoader  # this rank's shard of the training split, augmented
     epochs: int  # planned: `epochs`, or more for a small set (`TrainConfig.planned_epochs`)
     train_step: TrainStep  # forward, loss, backward, update: the step `lab3 bench` times
     statistics_loader: DeviceLoader | None  # precise BN: training images, unaugmented
@@ -362,7 +363,7 @@ def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distri
     data = _prepare_data_once_per_node(config, progress, group)
     run.save_config(config)
     trainer = _make_trainer(config, data, group)
-    train_loader = data.loader("train", train=True)
+    train_loader = trainer.train_loader
     history: list[dict[str, Any]] = []
     start_epoch = 1
     if previous is not None:
@@ -463,7 +464,8 @@ def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -
         )
     if config.use_compile():
         train_model = torch.compile(train_model)
-    steps_per_epoch = len(data.loader("train", train=True))
+    train_loader = data.loader("train", train=True)
+    steps_per_epoch = len(train_loader)
     epochs = config.planned_epochs(steps_per_epoch)
     schedule = Schedule(
         peak_lr=distributed.scaled_lr(config.lr, group.world_size, config.optimizer),
@@ -486,6 +488,7 @@ def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -
         criterion=criterion,
         average=WeightAverage(model, config.ema) if config.ema > 0 else None,
         group=group,
+        train_loader=train_loader,
         epochs=epochs,
         train_step=TrainStep(train_model, optimizer, criterion, config.autocast()),
         statistics_loader=data.statistics_loader(),
