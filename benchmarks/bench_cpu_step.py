@@ -1,4 +1,5 @@
-"""What pays on the CPU for the quick profile: threads, channels_last and torch.compile, measured
+"""What pays on the CPU for the quick profile: threads, channels_last, bf16 autocast and
+torch.compile, measured
 as the time of one training step (forward, backward, AdamW) at the quick profile's size.
 
     python benchmarks/bench_cpu_step.py --models resnet18,resnet50,resnet152 --image-size 48
@@ -18,16 +19,18 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_name
 from torch import nn
 
+from lab3.bench.machine import cpu_name
 from lab3.models import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def make_step(model: nn.Module, channels_last: bool, batch: int, size: int):
-    """One AdamW training step on a fixed random batch, in the requested memory format."""
+def make_step(model: nn.Module, setting: dict, batch: int, size: int):
+    """One AdamW training step on a fixed random batch, in the setting's memory format and
+    precision (bf16 autocast as the engine uses it: weights and optimizer stay float32)."""
+    channels_last = setting["channels_last"]
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory).train()
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=memory)
@@ -35,7 +38,8 @@ def make_step(model: nn.Module, channels_last: bool, batch: int, size: int):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step() -> None:
-        loss = nn.functional.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting["bf16"]):
+            loss = nn.functional.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -44,13 +48,16 @@ def make_step(model: nn.Module, channels_last: bool, batch: int, size: int):
 
 
 def settings(threads: int, compile_too: bool) -> list[dict]:
+    plain = {"threads": threads, "channels_last": False, "bf16": False, "compile": False}
     out = [
-        {"threads": threads, "channels_last": False, "compile": False},
-        {"threads": threads, "channels_last": True, "compile": False},
-        {"threads": 1, "channels_last": False, "compile": False},
+        plain,
+        {**plain, "channels_last": True},
+        {**plain, "bf16": True},
+        {**plain, "channels_last": True, "bf16": True},
+        {**plain, "threads": 1},
     ]
     if compile_too:
-        out.append({"threads": threads, "channels_last": False, "compile": True})
+        out.append({**plain, "compile": True})
     return out
 
 
@@ -65,7 +72,7 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
             model = torch.compile(model)
         torch.set_num_threads(setting["threads"])
         started = time.perf_counter()
-        step = make_step(model, setting["channels_last"], args.batch_size, args.image_size)
+        step = make_step(model, setting, args.batch_size, args.image_size)
         step()  # warm-up (and compilation)
         rows.append({"model": name, **setting, "first_s": time.perf_counter() - started})
         steps[len(rows) - 1] = step
@@ -87,12 +94,14 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | threads | channels_last | compile | median step s | ratio | first step s |",
-        "|---|---|---|---|---|---|---|",
+        "| model | threads | channels_last | bf16 | compile | median step s | ratio "
+        "| first step s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['threads']} | {r['channels_last']} | {r['compile']} | "
+            f"| {r['model']} | {r['threads']} | {r['channels_last']} | {r['bf16']} "
+            f"| {r['compile']} | "
             f"{r['step_s']:.3f} | {r['ratio']:.2f} | {r['first_s']:.1f} |"
         )
     return "\n".join(lines)
@@ -119,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"command": command, "machine": machine, "rows": rows}, indent=1) + "\n"
     )
     out.with_suffix(".md").write_text(
-        f"# CPU training step: threads, channels_last, torch.compile\n\n`{command}`\n\n"
+        f"# CPU training step: threads, channels_last, bf16, torch.compile\n\n`{command}`\n\n"
         f"{machine}, torch {torch.__version__}. Medians of {args.rounds} interleaved rounds; "
         "ratio = step time / the first row's of the same model.\n\n" + table + "\n"
     )

@@ -287,9 +287,23 @@ def test_learning_rate_schedules() -> None:
 
 def test_profiles_and_overrides() -> None:
     quick = make_config("quick", model="resnet152")
-    assert quick.epochs == 4 and quick.profile == "quick"
+    assert quick.epochs == 8 and quick.profile == "quick"
     assert make_config("quick", model="resnet18", epochs=2).epochs == 2
     with pytest.raises(UserError, match="unknown profile"):
         make_config("huge")
     with pytest.raises(UserError, match="optimizer must be one of"):
         make_config("quick", optimizer="lion")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_the_cpu(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches bf16 autocast switched on for a CPU that only emulates bf16 (slower than float32),
+    or left off where the CPU computes it natively; explicit settings win either way."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    auto = make_config("quick", device="cpu")
+    assert auto.use_amp() is native and auto.use_channels_last() is native
+    assert isinstance(auto.autocast(), torch.autocast) is native
+    assert make_config("quick", device="cpu", amp="off").use_amp() is False
+    assert make_config("quick", device="cpu", amp="on").use_amp() is True
+    assert auto.use_compile() is False

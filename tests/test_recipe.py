@@ -70,7 +70,8 @@ def test_precise_bn_statistics_are_the_ones_evaluated(
     result = fit(config, progress=False)
     best = LoadedCheckpoint.open(result.run_dir / "best.pt", device="cpu")
     fresh = copy.deepcopy(best.model)
-    update_bn(prepare_data(config, progress=False).statistics_loader(), fresh)
+    with config.autocast():
+        update_bn(prepare_data(config, progress=False).statistics_loader(), fresh)
     saved, recomputed = best.model.state_dict(), fresh.state_dict()
     for name, value in saved.items():
         if name.endswith(("running_mean", "running_var")):
@@ -143,7 +144,7 @@ def test_each_submission_follows_its_depths_csv(fixtures: Path) -> None:
 def test_report_describes_the_budget_and_precise_bn() -> None:
     """Catches a report that hides the step floor or precise BN (or claims them when off)."""
     text = training_description(make_config("quick", model="resnet50"))
-    assert "5 epochs, or more where those give fewer than 180 optimizer steps" in text
+    assert "10 epochs, or more where those give fewer than 300 optimizer steps" in text
     assert "re-estimated over 256 training images (precise BN)" in text
     plain = training_description(make_config("tiny"))
     assert "optimizer steps" not in plain and "precise BN" not in plain

@@ -318,7 +318,8 @@ def evaluate(trainer: Trainer) -> dict[str, float]:
     """
     model = trainer.eval_model
     if trainer.statistics_loader is not None:
-        update_bn(trainer.statistics_loader, model)
+        with trainer.config.autocast():  # the statistics of the activations evaluation sees
+            update_bn(trainer.statistics_loader, model)
     trainer.group.broadcast_buffers(model)
     row: dict[str, float] = {}
     for split in ("valid", "test"):
