@@ -48,9 +48,11 @@ def training_description(config: TrainConfig) -> str:
             f"; only {config.train_limit:,} training images are used ({config.profile} profile)"
         )
     if config.min_steps:
+        name = pretty_model_name(config.model)
         parts.append(
-            f". Training lasts {config.epochs} epochs, or more where those give fewer than "
-            f"{config.min_steps:,} optimizer steps, so a small dataset still gets enough updates"
+            f". Each depth trains its own number of epochs (the table below; {config.epochs} for "
+            f"{name}), or more where those give fewer than its floor of optimizer steps "
+            f"({config.min_steps:,} for {name}), so a small dataset still gets enough updates"
         )
     if config.precise_bn:
         parts.append(

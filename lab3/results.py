@@ -177,11 +177,18 @@ def class_names_of(results: Mapping[str, ModelResults]) -> list[str]:
 def training_setup(results: Mapping[str, ModelResults]) -> pd.DataFrame:
     """The settings each depth was trained with (from its config.json), side by side."""
     keys = [
-        "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "label_smoothing",
-        "ema", "image_size", "preprocess", "augment", "train_limit", "tta", "seed",
+        "epochs", "min_steps", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
+        "label_smoothing", "ema", "precise_bn", "image_size", "preprocess", "augment",
+        "train_limit", "tta", "seed",
     ]  # fmt: skip
     frame = pd.DataFrame(
-        {pretty_model_name(m): {k: r.config.to_dict()[k] for k in keys} for m, r in results.items()}
+        {
+            pretty_model_name(m): {
+                **{k: r.config.to_dict()[k] for k in keys},
+                "epochs trained": len(r.history),  # more than `epochs` where the floor decided
+            }
+            for m, r in results.items()
+        }
     )
     frame.index.name = "setting"
     return frame.astype(str)

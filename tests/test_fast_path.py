@@ -18,7 +18,12 @@ def _images(n: int = 12, size: int = 24) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-def _loader(images: np.ndarray | torch.Tensor, device: str, augment: Augment | None):
+def _loader(
+    images: np.ndarray | torch.Tensor,
+    device: str,
+    augment: Augment | None,
+    channels_last: bool = False,
+):
     labels = np.arange(len(images)) % 2
     return DeviceLoader(
         images,
@@ -29,6 +34,7 @@ def _loader(images: np.ndarray | torch.Tensor, device: str, augment: Augment | N
         mean=MEAN,
         std=STD,
         augment=augment,
+        channels_last=channels_last,
     )
 
 
@@ -40,14 +46,17 @@ def test_affine_grid_matches_torch(height: int, width: int) -> None:
     assert torch.allclose(affine_grid(theta, height, width), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("spec", ["dihedral,affine,color", "dihedral", "none"])
-def test_loader_batch_equals_the_plain_formula(spec: str) -> None:
+def test_loader_batch_equals_the_plain_formula(spec: str, channels_last: bool) -> None:
     """The loader scales by 1/255 inside its normalisation and clamps colour at 255; the plain
     way scales first and clamps at 1. Catches a clamp at the wrong white level (bright pixels
     would go black or unclamped) or a scale folded in twice."""
     images = _images()
     augment = Augment.parse(spec)
-    batch, _, rows = next(iter(_loader(images, "cpu", augment)))
+    batch, _, rows = next(iter(_loader(images, "cpu", augment, channels_last)))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert batch.is_contiguous(memory_format=layout)
     x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float() / 255
     if augment is not None:
         x = augment(x, torch.Generator().manual_seed(0))  # the loader's seed for epoch 0

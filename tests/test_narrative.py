@@ -18,7 +18,7 @@ from lab3.config import TrainConfig, make_config
 from lab3.data.layouts import load_layout
 from lab3.engine.evaluate import Evaluation, Predictions
 from lab3.narrative import discussion, headline, introduction, training_description
-from lab3.results import ModelResults
+from lab3.results import ModelResults, training_setup
 
 CLASSES = ["normal (hem)", "blast (all)"]
 
@@ -201,3 +201,14 @@ def test_training_description_follows_the_config() -> None:
     text = training_description(plain)
     assert "AdamW, peak learning rate" in text and "2 warm-up epochs and cosine decay" in text
     assert "moving average" not in text and "training images are used" not in text
+
+
+def test_training_setup_shows_the_epochs_each_depth_trained() -> None:
+    """Catches a setup table that shows the profile's epochs where a small set's step floor made
+    a depth train more: the epochs trained come from each depth's own history."""
+    results = {"resnet18": _result("resnet18", 0.9, valid=(0.7,) * 75),
+               "resnet50": _result("resnet50", 0.9, valid=(0.7, 0.8))}  # fmt: skip
+    table = training_setup(results)
+    assert table.loc["epochs trained"].tolist() == ["75", "2"]
+    assert table.loc["epochs"].tolist() == [str(TrainConfig.epochs)] * 2
+    assert "min_steps" in table.index and "precise_bn" in table.index

@@ -144,7 +144,10 @@ def test_each_submission_follows_its_depths_csv(fixtures: Path) -> None:
 def test_report_describes_the_budget_and_precise_bn() -> None:
     """Catches a report that hides the step floor or precise BN (or claims them when off)."""
     text = training_description(make_config("quick", model="resnet50"))
-    assert "10 epochs, or more where those give fewer than 300 optimizer steps" in text
+    assert (
+        "(the table below; 8 for ResNet50), or more where those give fewer than its floor "
+        "of optimizer steps (280 for ResNet50)" in text
+    )
     assert "re-estimated over 256 training images (precise BN)" in text
     plain = training_description(make_config("tiny"))
     assert "optimizer steps" not in plain and "precise BN" not in plain

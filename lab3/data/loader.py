@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from lab3.data.preprocess import Augment, to_device
+from lab3.data.preprocess import Augment, apply_geometry, color_factor, to_device
 
 
 def shard(rows: np.ndarray, rank: int, world_size: int, equal: bool) -> np.ndarray:
@@ -64,6 +64,7 @@ class DeviceLoader:
         # (x / 255 - mean) / std as one multiply-add on the unscaled pixels
         self.scale = 1 / (255 * self.std)
         self.shift = -self.mean / self.std
+        self.white = 255 * self.scale + self.shift  # a full pixel, normalised
         self.augment = augment
         self.shuffle = shuffle
         self.balanced = balanced
@@ -136,11 +137,18 @@ class DeviceLoader:
     def _to_device(
         self, batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        # uint8 N x H x W x C -> float N x C x H x W, unscaled: 1/255 joins the normalisation
-        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).contiguous().float()
+        # uint8 N x H x W x C -> N x C x H x W in channels_last strides (no copy to reorder);
+        # float after the geometry, unscaled: 1/255 and the colour jitter join the normalisation
+        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        scale = self.scale
         if self.augment is not None:
-            x = self.augment(x, generator, white=255.0)
+            params = self.augment.draw(x.shape[0], generator)
+            x = apply_geometry(x, params)
+            factor = color_factor(params, x.shape[1])
+            if factor is not None:
+                scale = to_device(factor.float(), x.device)[:, :, None, None] * scale
+        x = x.float()
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        return torch.addcmul(
-            self.shift, x, self.scale, out=torch.empty_like(x, memory_format=layout)
-        )
+        out = torch.addcmul(self.shift, x, scale, out=torch.empty_like(x, memory_format=layout))
+        # jittered colour saturates at white (255 unscaled), as `apply_augmentation` does
+        return out.clamp_(min=self.shift, max=self.white) if scale is not self.scale else out

@@ -299,29 +299,39 @@ def apply_augmentation(
     images: torch.Tensor, params: dict[str, torch.Tensor], white: float = 1.0
 ) -> torch.Tensor:
     """Apply parameters drawn by `Augment.draw` (on the CPU: the branch decisions below are made
-    there, so a CUDA batch needs no host synchronisation). `white` is the value of a full
-    pixel, where colour jitter saturates: 1 for images in [0, 1], 255 for unscaled ones (the
-    loader scales by 1/255 in its normalisation, saving a pass over the batch)."""
-    n, c = images.shape[:2]
+    there, so a CUDA batch needs no host synchronisation): the geometry, then the colour jitter,
+    saturating at `white`, the value of a full pixel (1 for images in [0, 1])."""
+    images = apply_geometry(images, params)
+    factor = color_factor(params, images.shape[1])
+    if factor is None:
+        return images
+    factor = to_device(factor.to(images.dtype), images.device)
+    return (images * factor[:, :, None, None]).clamp_(0, white)
+
+
+def apply_geometry(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The dihedral element, rotation, zoom and shift of `params`: exact quarter turns and flips
+    when nothing else moves (in the images' own dtype: uint8 pixels move a quarter of the bytes
+    float ones do), else one bilinear resampling for all of them, in float."""
     exact = bool(
         (params["angle"] == 0).all()
         and (params["scale"] == 1).all()
         and (params["shift"] == 0).all()
     )
     if exact:
-        images = dihedral_batch(images, params["quarter"], params["flip"])
-    else:
-        theta = to_device(affine_matrices(params).to(images.dtype), images.device)
-        grid = affine_grid(theta, *images.shape[2:])
-        images = F.grid_sample(
-            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-    gain = params["gain"][:, :c] if c == 3 else params["gain"][:, :1]
+        return dihedral_batch(images, params["quarter"], params["flip"])
+    images = images.float() if not images.is_floating_point() else images
+    theta = to_device(affine_matrices(params).to(images.dtype), images.device)
+    grid = affine_grid(theta, *images.shape[2:])
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def color_factor(params: dict[str, torch.Tensor], channels: int) -> torch.Tensor | None:
+    """Per image and channel (N x C, on the CPU), the stain gain times the brightness; None when
+    every factor is 1 (no colour jitter)."""
+    gain = params["gain"][:, :channels] if channels == 3 else params["gain"][:, :1]
     factor = gain * params["brightness"][:, None]
-    if not bool((factor == 1).all()):
-        factor = to_device(factor.to(images.dtype), images.device)
-        images = (images * factor[:, :, None, None]).clamp_(0, white)
-    return images
+    return None if bool((factor == 1).all()) else factor
 
 
 def dihedral_batch(images: torch.Tensor, quarter: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
