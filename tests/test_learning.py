@@ -89,11 +89,12 @@ def test_the_weight_average_is_saved_loaded_and_evaluated(trained: RunResult) ->
 
     raw_model = model_from_state({**state, "ema": None}, trained.run_dir / "best.pt")
     row = trained.history.set_index("epoch").loc[int(state["epoch"])]
-    metrics = evaluate_loader(fresh.model, fresh.data.loader("valid"))
+    autocast = fresh.config.autocast()  # the precision training evaluated in
+    metrics = evaluate_loader(fresh.model, fresh.data.loader("valid"), autocast)
     assert metrics["accuracy"] == pytest.approx(row["valid_acc"], abs=1e-6)
     assert metrics["loss"] == pytest.approx(row["valid_loss"], abs=1e-5)
     assert not np.isclose(
-        evaluate_loader(raw_model, fresh.data.loader("valid"))["loss"],
+        evaluate_loader(raw_model, fresh.data.loader("valid"), fresh.config.autocast())["loss"],
         row["valid_loss"],
         atol=1e-4,
     ), "raw and averaged weights score alike: the check above would not see which was used"

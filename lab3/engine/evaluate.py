@@ -134,6 +134,8 @@ class LoadedCheckpoint:
                 checkpoint,
             )
         model = model_from_state(state, checkpoint).to(prepared.device)
+        if config.use_channels_last():  # as training evaluated it: same layout, same numbers
+            model.to(memory_format=torch.channels_last)
         return cls(Path(checkpoint), config, state, model, prepared)
 
     def predict(self, split: str, tta: int | None = None) -> Predictions:
