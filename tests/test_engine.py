@@ -307,3 +307,30 @@ def test_auto_precision_follows_the_cpu(native: bool, monkeypatch: pytest.Monkey
     assert make_config("quick", device="cpu", amp="off").use_amp() is False
     assert make_config("quick", device="cpu", amp="on").use_amp() is True
     assert auto.use_compile() is False
+
+
+class _FailsToCompile(torch.nn.Module):
+    """Stands in for a compiled model whose compilation fails on its first call."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise torch._dynamo.exc.TorchDynamoException("no working C compiler found\nmore detail")
+
+
+def test_a_failed_compile_falls_back_to_eager_in_one_line(
+    small_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Catches a run that dies with a compiler traceback (or goes on silently, or retries the
+    compile every step) when torch.compile cannot work on this machine."""
+    monkeypatch.setattr(torch, "compile", lambda model, **_: _FailsToCompile())
+    config = make_config(
+        "tiny", data=str(small_synthetic), out=str(tmp_path / "run"), epochs=2, train_limit=32,
+        image_size=32, compile="on", device="cpu",
+    )  # fmt: skip
+    result = fit(config, progress=False)
+    assert result.history["epoch"].tolist() == [1, 2]
+    assert result.history["train_loss"].notna().all()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "torch.compile" in line]
+    assert lines == [
+        "torch.compile failed (TorchDynamoException: no working C compiler found); training "
+        "continues without it (--compile off skips the attempt)"
+    ]

@@ -6,6 +6,8 @@ Kept apart from the fit loop so the benchmark times the engine's own step, not a
 from __future__ import annotations
 
 import contextlib
+import sys
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -16,6 +18,10 @@ class TrainStep:
 
     Returns detached logits and loss and never reads them back to the host: metrics accumulate
     on the device, so a CUDA step queues its kernels and returns without waiting for them.
+
+    When `model` is compiled, pass the module it wraps as `eager`: if compiling fails (torch
+    compiles on the first step: no C compiler, an unsupported GPU, a Triton error), the step
+    says so in one line and runs, now and from then on, without compilation.
     """
 
     def __init__(
@@ -24,13 +30,35 @@ class TrainStep:
         optimizer: torch.optim.Optimizer,
         criterion: nn.Module,
         autocast: contextlib.AbstractContextManager | None = None,
+        eager: nn.Module | None = None,
+        report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     ):
         self.model = model
         self.optimizer = optimizer
         self.criterion = criterion
         self.autocast = autocast or contextlib.nullcontext()
+        self.eager = eager  # set while the compiled model has not yet run a step
+        self.report = report
 
     def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.eager is None:
+            return self._step(images, labels)
+        try:
+            result = self._step(images, labels)
+        except torch._dynamo.exc.TorchDynamoException as err:
+            first = (str(err).strip().splitlines() or [""])[0][:160]
+            self.report(
+                f"torch.compile failed ({type(err).__name__}: {first}); training continues "
+                "without it (--compile off skips the attempt)"
+            )
+            self.model = self.eager
+            result = self._step(images, labels)
+        self.eager = None
+        return result
+
+    def _step(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with self.autocast:

@@ -463,6 +463,7 @@ def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -
         train_model = DistributedDataParallel(
             model, device_ids=[group.local_rank] if device.type == "cuda" else None
         )
+    eager = train_model
     if config.use_compile():
         train_model = torch.compile(train_model)
     train_loader = data.loader("train", train=True)
@@ -491,7 +492,13 @@ def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -
         group=group,
         train_loader=train_loader,
         epochs=epochs,
-        train_step=TrainStep(train_model, optimizer, criterion, config.autocast()),
+        train_step=TrainStep(
+            train_model,
+            optimizer,
+            criterion,
+            config.autocast(),
+            eager=eager if train_model is not eager else None,
+        ),
         statistics_loader=data.statistics_loader(),
     )
 
