@@ -48,9 +48,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", type=int, help="dihedral views averaged at evaluation (1-8)")
     p.add_argument("--train-limit", type=int, help="use only this many training images")
     p.add_argument("--split-mode", choices=("random", "stratified", "subject"))
-    p.add_argument("--amp", choices=("auto", "on", "off"))
-    p.add_argument("--compile", choices=("auto", "on", "off"))
-    p.add_argument("--channels-last", choices=("auto", "on", "off"))
+    p.add_argument(
+        "--amp",
+        choices=("auto", "on", "off"),
+        help="bf16 autocast; auto: on for CUDA and for CPUs with native bf16",
+    )
+    p.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        help="torch.compile; auto: on for CUDA (a failed compile falls back to eager)",
+    )
+    p.add_argument(
+        "--channels-last", choices=("auto", "on", "off"), help="auto: on wherever amp is"
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (default outputs/runs/<model>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
