@@ -90,6 +90,9 @@ ABLATION_TTA = (1, 8)
 ABLATION_CSV = "ablation.csv"
 IMAGES_CSV = "ablation_images.csv"  # per image: correct or not, for each variant and views
 CONFIDENCE = 0.95
+# a variant whose balanced accuracy is within this of chance (1 / classes) did not learn: it
+# answers (nearly) one class, and its effect says nothing about its preprocessing
+CHANCE_MARGIN = 0.05
 
 
 def slug(text: str) -> str:
@@ -163,6 +166,7 @@ def run_ablation(
                     "views": views,
                     "valid_acc": evaluation.metrics["accuracy"],
                     "balanced_acc": evaluation.metrics["balanced_accuracy"],
+                    "classes": len(evaluation.class_names),
                     "roc_auc": evaluation.metrics.get("roc_auc", float("nan")),
                     "valid_images": int(evaluation.metrics["n"]),
                     "best_epoch": result.best_epoch,
@@ -249,7 +253,7 @@ def ablation_verdict(ablation: pd.DataFrame) -> str:
         text += "; inside the noise (the interval includes zero, so not a finding): " + "; ".join(
             effect_text(e) for _, e in noise.iterrows()
         )
-    return text + "."
+    return text + "." + unlearned_text(ablation)
 
 
 def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
@@ -279,6 +283,28 @@ def ablation_description(ablation: pd.DataFrame, model: str = "resnet18") -> str
         f"{int(first['epochs'])} epochs on {images} with otherwise identical settings; the best "
         f"checkpoint of each is evaluated on the {int(first['valid_images']):,} validation "
         f"images with {views} views."
+    )
+
+
+def unlearned_variants(ablation: pd.DataFrame) -> list[str]:
+    """Variants whose balanced accuracy with a single view sits at chance (an ablation CSV from
+    before the `classes` column tells nothing)."""
+    if not {"balanced_acc", "classes"} <= set(ablation.columns):
+        return []
+    single = ablation[ablation["views"] == ablation["views"].min()]
+    at_chance = single["balanced_acc"] <= 1 / single["classes"] + CHANCE_MARGIN
+    return single.loc[at_chance, "variant"].tolist()
+
+
+def unlearned_text(ablation: pd.DataFrame) -> str:
+    names = unlearned_variants(ablation)
+    if not names:
+        return ""
+    return (
+        f" Did not learn in this budget: {', '.join(names)} (balanced accuracy at chance: "
+        f"{'it answers' if len(names) == 1 else 'they answer'} nearly one class), so "
+        f"{'its effect measures' if len(names) == 1 else 'their effects measure'} a failed short "
+        "run, not the preprocessing."
     )
 
 

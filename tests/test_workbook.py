@@ -402,6 +402,15 @@ def test_ablation_prose_calls_only_intervals_clear_of_zero_findings() -> None:
     text = ablation_findings(table)
     assert "outside the noise: tight crop vs plain resize +13.3 points" in text
     assert "inside the noise (the interval includes zero, so not a finding): 8-view TTA" in text
+    assert "Did not learn" not in text  # no balanced accuracy recorded: nothing to judge
+    table["classes"] = 2
+    table["balanced_acc"] = np.where(table["variant"] == "plain resize", 0.5, 0.8)
+    assert (
+        "Did not learn in this budget: plain resize (balanced accuracy at chance: it "
+        "answers nearly one class)" in ablation_findings(table)
+    )
+    table["balanced_acc"] = 0.56  # just past chance + the margin: learned something
+    assert "Did not learn" not in ablation_findings(table)
     table["valid_acc"] = 0.7
     assert ablation_findings(table).startswith("Every variant reached the same")
 
