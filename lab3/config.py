@@ -67,7 +67,7 @@ class TrainConfig:
     tta: int = 1  # dihedral views averaged at evaluation (1 = none, 8 = all)
     # execution
     # auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), where it makes a
-    # training step about 1.4x faster (benchmarks/results/cpu_step.md); float32 elsewhere
+    # training step about 1.5x faster (benchmarks/results/cpu_step.md); float32 elsewhere
     amp: str = "auto"  # auto | bf16 | off
     channels_last: str = "auto"  # auto (on wherever amp is) | on | off
     compile: str = "auto"  # auto (on for CUDA) | on | off
