@@ -140,15 +140,18 @@ class DeviceLoader:
         # uint8 N x H x W x C -> N x C x H x W in channels_last strides (no copy to reorder);
         # float after the geometry, unscaled: 1/255 and the colour jitter join the normalisation
         x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        scale = self.scale
+        factor = None
         if self.augment is not None:
             params = self.augment.draw(x.shape[0], generator)
             x = apply_geometry(x, params)
             factor = color_factor(params, x.shape[1])
-            if factor is not None:
-                scale = to_device(factor.float(), x.device)[:, :, None, None] * scale
+        scale = self.scale
+        if factor is not None:
+            scale = to_device(factor.float(), x.device)[:, :, None, None] * scale
         x = x.float()
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         out = torch.addcmul(self.shift, x, scale, out=torch.empty_like(x, memory_format=layout))
+        if factor is None:
+            return out
         # jittered colour saturates at white (255 unscaled), as `apply_augmentation` does
-        return out.clamp_(min=self.shift, max=self.white) if scale is not self.scale else out
+        return out.clamp_(min=self.shift, max=self.white)
