@@ -163,11 +163,15 @@ def test_class_cues_at_each_scale_differ_but_none_separates() -> None:
 
 
 def test_fine_cues_add_to_what_the_global_and_mid_ones_allow() -> None:
-    """Catches a generator whose fine cues carry nothing new: resolution would not matter."""
+    """Catches a generator whose fine cues carry nothing new: resolution would not matter.
+
+    The mid cues are strong, so the fine ones are asked to remove a good share of the errors
+    the global and mid cues leave, not a fixed number of points."""
     coarse = synthetic.latent_ceiling(4000, seed=0, scales=("global", "mid"))
     everything = synthetic.latent_ceiling(4000, seed=0)
     assert synthetic.latent_ceiling(4000, seed=0, scales=("global",)) < 0.75
-    assert coarse < everything - 0.01
+    assert coarse < 0.99
+    assert 1.0 - everything < 0.7 * (1.0 - coarse)
 
 
 def test_test_csvs_list_the_same_ids_in_three_orders_and_truth_scores_them(
