@@ -23,7 +23,7 @@ from lab3.fileio import write_text_atomic
 from lab3.formatting import pct
 from lab3.metrics import paired_difference
 from lab3.plots import pretty_model_name
-from lab3.workbook import WorkbookPaths
+from lab3.run_folder import WorkbookPaths
 
 
 def preprocessing_steps(image: np.ndarray, image_size: int) -> tuple[list[np.ndarray], list[str]]:

@@ -22,8 +22,8 @@ from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
 from lab3.formatting import pct
 from lab3.plots import pretty_model_name
+from lab3.run_folder import RECORD, WorkbookPaths, read_record
 from lab3.submission import score, write_submission
-from lab3.workbook import RECORD, WorkbookPaths, read_record
 
 
 @dataclass

@@ -20,14 +20,13 @@ failing notebook stops the run with one line naming the notebook, the cell and t
 partly executed notebook stays in the run folder (papermill saves it after every cell). Only
 `outputs/latest` is maintained as a link, and only for runs in outputs/.
 
-`workbook_paths` gives the notebooks this layout, and `parse_models` their models parameter.
+`lab3.run_folder` gives the notebooks this layout and reads the record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -39,6 +38,7 @@ from typing import Any, TextIO
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
 from lab3.notebook_exec import NotebookProgress, check_kernel, execute_notebook, kernel_of
+from lab3.run_folder import RECORD, read_record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -54,51 +54,7 @@ NOTEBOOKS = (
 PER_MODEL = "04_train"
 # The notebooks that train: their kernels' lines (epochs, ablation runs) are shown as they come.
 LIVE = frozenset({"02_preprocessing_experiments", PER_MODEL})
-RECORD = "workbook.json"  # the run's parameters and finished notebooks
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
-
-
-@dataclass(frozen=True)
-class WorkbookPaths:
-    """The folders of one workbook run; every notebook writes only below `root`."""
-
-    root: Path
-
-    @property
-    def figures(self) -> Path:
-        return self.root / "figures"
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def submissions(self) -> Path:
-        return self.root / "submissions"
-
-    @property
-    def ablation(self) -> Path:
-        return self.root / "ablation"
-
-    def run(self, model: str) -> Path:
-        return self.runs / model
-
-
-def workbook_paths(run_dir: str | Path) -> WorkbookPaths:
-    """The run folder's layout, created where missing (a notebook may run on its own)."""
-    paths = WorkbookPaths(Path(run_dir).expanduser().resolve())
-    for folder in (paths.figures, paths.runs, paths.submissions):
-        folder.mkdir(parents=True, exist_ok=True)
-    return paths
-
-
-def parse_models(models: str | Sequence[str]) -> list[str]:
-    """Papermill passes the models as one comma string; notebooks want a list."""
-    names = models.split(",") if isinstance(models, str) else list(models)
-    names = [n.strip() for n in names if n.strip()]
-    if not names:
-        raise UserError("no models given; pass e.g. models='resnet18,resnet50,resnet152'")
-    return names
 
 
 @dataclass(frozen=True)
@@ -210,29 +166,6 @@ def _kernel(kernel_name: str | None, sources: dict[str, Path]) -> str:
     kernel = kernel_name or kernel_of(sources[NOTEBOOKS[0]])
     check_kernel(kernel)
     return kernel
-
-
-def read_record(run: Path) -> dict[str, Any]:
-    """A run's workbook.json: its parameters and the notebooks that finished."""
-    path = run / RECORD
-    if not path.is_file():
-        raise UserError(
-            f"no {RECORD}: not a run folder of `lab3 run`; pass one such as outputs/<run>", run
-        )
-    try:
-        record = json.loads(path.read_text())
-        record["data"], record["profile"], record["models"] = (
-            str(record["data"]),
-            str(record["profile"]),
-            list(record["models"]),
-        )
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(
-            f"unreadable run record ({type(err).__name__}); start a new run instead", path
-        ) from None
-    record.setdefault("device", "auto")
-    record.setdefault("notebooks", [])
-    return record
 
 
 @contextlib.contextmanager

@@ -67,7 +67,7 @@ from lab3.results import (
     report_split,
     short_class_names,
 )
-from lab3.workbook import parse_models
+from lab3.run_folder import parse_models
 
 MODELS = ["resnet18", "resnet50", "resnet152"]
 TEST_CSVS = {"resnet18": "resnet_18_test.csv", "resnet50": "resnet_50_test.csv",

@@ -1,0 +1,83 @@
+"""The layout of one workbook run folder, its record, and the notebooks' models parameter.
+
+Kept apart from `lab3.workbook` (which executes notebooks) so that what reads a run folder, the
+notebooks, `lab3.results` and `lab3.ablation`, does not import the notebook machinery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab3.errors import UserError
+
+RECORD = "workbook.json"  # the run's parameters and finished notebooks
+
+
+@dataclass(frozen=True)
+class WorkbookPaths:
+    """The folders of one workbook run; every notebook writes only below `root`."""
+
+    root: Path
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def submissions(self) -> Path:
+        return self.root / "submissions"
+
+    @property
+    def ablation(self) -> Path:
+        return self.root / "ablation"
+
+    def run(self, model: str) -> Path:
+        return self.runs / model
+
+
+def workbook_paths(run_dir: str | Path) -> WorkbookPaths:
+    """The run folder's layout, created where missing (a notebook may run on its own)."""
+    paths = WorkbookPaths(Path(run_dir).expanduser().resolve())
+    for folder in (paths.figures, paths.runs, paths.submissions):
+        folder.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def parse_models(models: str | Sequence[str]) -> list[str]:
+    """Papermill passes the models as one comma string; notebooks want a list."""
+    names = models.split(",") if isinstance(models, str) else list(models)
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise UserError("no models given; pass e.g. models='resnet18,resnet50,resnet152'")
+    return names
+
+
+def read_record(run: Path) -> dict[str, Any]:
+    """A run's workbook.json: its parameters and the notebooks that finished."""
+    path = run / RECORD
+    if not path.is_file():
+        raise UserError(
+            f"no {RECORD}: not a run folder of `lab3 run`; pass one such as outputs/<run>", run
+        )
+    try:
+        record = json.loads(path.read_text())
+        record["data"], record["profile"], record["models"] = (
+            str(record["data"]),
+            str(record["profile"]),
+            list(record["models"]),
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"unreadable run record ({type(err).__name__}); start a new run instead", path
+        ) from None
+    record.setdefault("device", "auto")
+    record.setdefault("notebooks", [])
+    return record
