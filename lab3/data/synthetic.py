@@ -8,8 +8,8 @@ scales, so that the lab's lessons show on it:
 
 * global (weak): blasts are a little larger, with a more irregular outline (blebs);
 * mid (strong together): normal cells show a crescent of pale cytoplasm on one side (the nucleus
-  sits off-centre), blasts an even rim and a folded (cleft) nucleus. These are 15-35 px at
-  450 px, 3-7 px after a tight crop to 48 px: the quick profile can see them, and the tight crop
+  sits off-centre), blasts an even rim and a folded (cleft) nucleus. These are 15-50 px at
+  450 px, 3-10 px after a tight crop to 48 px: the quick profile can see them, and the tight crop
   doubles their size against the whole frame shrunk: preprocessing matters. They keep the
   nucleus's area, so summary features of area, colour and texture see them only in part;
 * fine (strong): normal cells show many small dark clumps of condensed chromatin, blasts fine
