@@ -322,5 +322,5 @@ def ablation_findings(ablation: pd.DataFrame) -> str:
 
 
 def load_ablation(run_dir: str | Path) -> pd.DataFrame | None:
-    path = WorkbookPaths(Path(run_dir).resolve()).ablation / ABLATION_CSV
+    path = WorkbookPaths.at(run_dir).ablation / ABLATION_CSV
     return pd.read_csv(path) if path.is_file() else None

@@ -52,7 +52,7 @@ def load_history(run: Path) -> pd.DataFrame:
 
 
 def load_histories(run_dir: str | Path, models: Sequence[str]) -> dict[str, pd.DataFrame]:
-    paths = WorkbookPaths(Path(run_dir).resolve())
+    paths = WorkbookPaths.at(run_dir)
     return {m: load_history(paths.run(m)) for m in models}
 
 
@@ -64,7 +64,7 @@ def evaluate_runs(
 ) -> dict[str, ModelResults]:
     """The demo: load each depth's best checkpoint and evaluate it on valid (and test when its
     labels are known), averaging the TTA views its config asks for."""
-    paths = WorkbookPaths(Path(run_dir).resolve())
+    paths = WorkbookPaths.at(run_dir)
     results = {}
     for model in models:
         run = paths.run(model)
@@ -86,7 +86,7 @@ def evaluate_runs(
 def trained_models(run_dir: str | Path) -> tuple[list[str], list[str]]:
     """The depths of a workbook run that have a best.pt, in the run's order, and those the run
     lists but has not trained yet."""
-    paths = WorkbookPaths(Path(run_dir).resolve())
+    paths = WorkbookPaths.at(run_dir)
     if (paths.root / RECORD).is_file():
         listed = read_record(paths.root)["models"]
     else:  # a run folder assembled by hand, or notebooks run one by one in JupyterLab

@@ -23,6 +23,11 @@ class WorkbookPaths:
 
     root: Path
 
+    @classmethod
+    def at(cls, run_dir: str | Path) -> WorkbookPaths:
+        """The layout of the run folder `run_dir` (absolute; nothing is created)."""
+        return cls(Path(run_dir).expanduser().resolve())
+
     @property
     def figures(self) -> Path:
         return self.root / "figures"
@@ -45,7 +50,7 @@ class WorkbookPaths:
 
 def workbook_paths(run_dir: str | Path) -> WorkbookPaths:
     """The run folder's layout, created where missing (a notebook may run on its own)."""
-    paths = WorkbookPaths(Path(run_dir).expanduser().resolve())
+    paths = WorkbookPaths.at(run_dir)
     for folder in (paths.figures, paths.runs, paths.submissions):
         folder.mkdir(parents=True, exist_ok=True)
     return paths
