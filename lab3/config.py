@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,10 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def save(self, path: str | Path) -> None:
+        """The settings, and under "execution" what they resolved to on this machine."""
         from lab3.fileio import write_json_atomic
 
-        write_json_atomic(path, self.to_dict())
+        write_json_atomic(path, {**self.to_dict(), "execution": self.execution()})
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -148,10 +150,38 @@ class TrainConfig:
     def use_compile(self) -> bool:
         return self._switch(self.compile, "compile", self.resolved_device().type == "cuda")
 
+    def execution(self) -> dict[str, Any]:
+        """The machine-dependent choices this config resolves to, and why bf16 is on or off:
+        saved beside the settings (config.json) and stated in the report."""
+        device = self.resolved_device().type
+        bf16 = self.use_amp()
+        if self.amp != "auto":
+            why = f"--amp {self.amp}"
+        elif device == "cuda":
+            why = "CUDA"
+        elif bf16:
+            why = "this CPU computes bf16 natively"
+        else:
+            why = "no native support on this CPU"
+        return {
+            "device": device,
+            "bf16": bf16,
+            "channels_last": self.use_channels_last(),
+            "compile": self.use_compile(),
+            "bf16_reason": why,
+        }
+
+
+# Overrides the CPU probe below with 1 or 0: measure or test the other class of CPU on this one.
+NATIVE_BF16_ENV = "LAB3_NATIVE_BF16"
+
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); without it bf16 autocast
     on the CPU is emulated and slower than float32."""
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 

@@ -33,12 +33,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
 from lab3.notebook_exec import NotebookProgress, check_kernel, execute_notebook, kernel_of
 from lab3.run_folder import RECORD, read_record
+
+if TYPE_CHECKING:
+    from lab3.estimate import Estimate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -285,6 +288,7 @@ def _execute(
             f"workbook: {verb} {run} ({record['profile']} profile, "
             f"{', '.join(record['models'])}, data {record['data']})\n"
         )
+        estimate = _estimate(record, [s.output for s in steps if s.output not in done], stream)
         width = max(len(s.output) for s in steps)
         for index, step in enumerate(steps, start=1):
             prefix = f"[{index}/{len(steps)}] {step.output:<{width}}"
@@ -297,6 +301,9 @@ def _execute(
                 record["failed"] = step.output
                 write_json_atomic(run / RECORD, record)
                 raise
+            if estimate is not None:
+                estimate.finished(step.output.removesuffix(".ipynb"), seconds)
+                stream.write(estimate.progress_line() + "\n")
             done[step.output] = {"notebook": step.output, "seconds": round(seconds, 1)}
             record["notebooks"] = [done[s.output] for s in steps if s.output in done]
             write_json_atomic(run / RECORD, record)
@@ -310,6 +317,31 @@ def _execute(
     )
     stream.flush()
     return run
+
+
+def _estimate(record: dict[str, Any], outputs: list[str], stream: TextIO) -> Estimate | None:
+    """The time the notebooks still to run will take, printed before they start; a run goes on
+    without it where it cannot be made (one line says why)."""
+    from lab3.data.layouts import load_layout
+    from lab3.estimate import estimate_run
+
+    if not outputs:
+        return None
+    try:
+        estimate = estimate_run(
+            load_layout(record["data"]),
+            record["profile"],
+            record["models"],
+            outputs,
+            device=record["device"],
+            processes=record.get("nproc", 1),
+        )
+    except Exception as err:  # an estimate is a courtesy: it never stops the run
+        stream.write(f"workbook: no time estimate ({type(err).__name__}: {err})\n")
+        return None
+    stream.write(estimate.opening_line() + "\n")
+    stream.flush()
+    return estimate
 
 
 def _execute_step(

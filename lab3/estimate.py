@@ -1,0 +1,256 @@
+"""How long a workbook run will take, told before the user waits.
+
+The work of every notebook is counted from the dataset and the profile (optimizer steps per
+depth, images through each model at evaluation, images to decode into a cache), and priced with
+a few training and evaluation steps timed on this machine, in the precision and memory layout
+the run will use. What does not scale with the models (starting a kernel, drawing figures, the
+exploration) is a fixed allowance per notebook. After each notebook the estimate of the rest is
+scaled by how far the finished notebooks ran from theirs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from lab3.ablation import ABLATION, ABLATION_TTA, ABLATION_VARIANTS
+from lab3.config import TrainConfig, make_config
+from lab3.data.cache import cache_folder
+from lab3.data.layouts import Layout
+from lab3.data.preprocess import Pipeline
+
+# Seconds a notebook takes besides the work counted below (kernel start, imports, figures,
+# tables), from the per-notebook times of the default run (benchmarks/results/workbook_*.md).
+FIXED_SECONDS = {
+    "01_data_exploration": 9.0,
+    "02_preprocessing_experiments": 12.0,
+    "03_resnet_definitions": 11.0,
+    "04_train": 6.0,
+    "05_evaluation_and_report": 16.0,
+}
+DECODE_SECONDS = 0.006  # one 450 px image decoded, cropped and resized into a cache, per core
+TIMED_STEPS = 2  # training steps timed per depth, after one that warms up
+
+
+@dataclass(frozen=True)
+class Prices:
+    """What one unit of work costs a depth on this machine, in seconds."""
+
+    train_step: float  # one optimizer step at the profile's batch size
+    forward_image: float  # one image through the model in evaluation
+
+
+@dataclass
+class Work:
+    """What one notebook does, counted: training steps and evaluated images per depth."""
+
+    steps: dict[str, int] = field(default_factory=dict)
+    images: dict[str, int] = field(default_factory=dict)
+    decoded: int = 0  # images decoded into caches that do not exist yet
+
+    def seconds(self, prices: Mapping[str, Prices], fixed: float, cores: int) -> float:
+        compute = sum(n * prices[m].train_step for m, n in self.steps.items())
+        compute += sum(n * prices[m].forward_image for m, n in self.images.items())
+        return fixed + compute + self.decoded * DECODE_SECONDS / max(cores, 1)
+
+
+def time_depth(config: TrainConfig, steps: int = TIMED_STEPS) -> Prices:
+    """Time `steps` training steps and one evaluation batch of `config.model` on random images
+    at the config's size, batch, precision and memory layout, after one of each to warm up."""
+    from lab3.engine.train import make_optimizer
+    from lab3.models import build_model
+
+    torch.manual_seed(config.seed)
+    memory = torch.channels_last if config.use_channels_last() else torch.contiguous_format
+    device = config.resolved_device()
+    model = build_model(config.model, num_classes=2).to(device, memory_format=memory)
+    optimizer = make_optimizer(model, config)
+    size = config.image_size
+    images = torch.randn(config.batch_size, 3, size, size, device=device)
+    images = images.contiguous(memory_format=memory)
+    labels = torch.randint(0, 2, (config.batch_size,), device=device)
+    criterion = nn.CrossEntropyLoss()
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with config.autocast():
+            loss = criterion(model(images), labels)
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def forward() -> None:
+        with config.autocast():
+            model(evaluation_batch)
+
+    model.train()
+    train_step()
+    seconds = _timed(train_step, steps, device) / steps
+    model.eval()
+    evaluation_batch = torch.cat([images, images])  # evaluation batches are twice as large
+    forward()
+    per_image = _timed(forward, 1, device) / len(evaluation_batch)
+    return Prices(train_step=seconds, forward_image=per_image)
+
+
+def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def _split_sizes(layout: Layout) -> dict[str, int]:
+    sizes = {s: int((layout.table["split"] == s).sum()) for s in ("train", "valid", "test")}
+    sizes["test_labelled"] = sizes["test"] if layout.has_test_labels else 0
+    return sizes
+
+
+def _training(config: TrainConfig, sizes: Mapping[str, int]) -> tuple[int, int]:
+    """(optimizer steps, images evaluated) of one `fit` of `config`: every epoch trains, then
+    re-estimates BatchNorm statistics and evaluates valid (and test when labelled)."""
+    n = min(config.train_limit or sizes["train"], sizes["train"])
+    per_epoch = n // config.batch_size if n > config.batch_size else 1
+    epochs = config.planned_epochs(per_epoch)
+    per_evaluation = min(config.precise_bn, n) + sizes["valid"] + sizes["test_labelled"]
+    return epochs * per_epoch, epochs * per_evaluation
+
+
+def count_work(
+    layout: Layout, profile: str, models: Sequence[str], device: str = "auto", processes: int = 1
+) -> dict[str, Work]:
+    """Each notebook's work (keyed by its output name, `04_train_<model>` per depth); with
+    several processes training a depth, each does its share of the steps and evaluations."""
+    sizes = _split_sizes(layout)
+    to_decode = _Caches(layout)
+    work = {"01_data_exploration": Work(), "03_resnet_definitions": Work()}
+    ablation = Work(steps={"resnet18": 0}, images={"resnet18": 0})
+    for spec in ABLATION_VARIANTS.values():
+        config = make_config(
+            profile, model="resnet18", preprocess=spec, device=device, **ABLATION.get(profile, {})
+        )
+        steps, images = _training(config, sizes)
+        ablation.steps["resnet18"] += steps
+        ablation.images["resnet18"] += images + sum(ABLATION_TTA) * sizes["valid"]
+        ablation.decoded += to_decode(config)
+    work["02_preprocessing_experiments"] = ablation
+    final = Work()
+    for model in models:
+        config = make_config(profile, model=model, device=device)
+        steps, images = _training(config, sizes)
+        work[f"04_train_{model}"] = Work(
+            {model: math.ceil(steps / processes)},
+            {model: math.ceil(images / processes)},
+            to_decode(config),
+        )
+        final.images[model] = config.tta * (sizes["valid"] + sizes["test"])
+    work["05_evaluation_and_report"] = final
+    return work
+
+
+class _Caches:
+    """Images still to decode for a config's cache: all of them the first time a missing cache
+    is asked for, none after (the run builds each cache once)."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.counted: set[str] = set()
+
+    def __call__(self, config: TrainConfig) -> int:
+        folder = cache_folder(
+            self.layout, Pipeline.for_config(config.preprocess, config.image_size)
+        )
+        if folder.name in self.counted or (folder / "index.json").is_file():
+            return 0
+        self.counted.add(folder.name)
+        return len(self.layout.table)
+
+
+def fixed_seconds(output: str) -> float:
+    source = output.removesuffix(".ipynb")
+    source = "04_train" if source.startswith("04_train") else source
+    return FIXED_SECONDS.get(source, 0.0)
+
+
+@dataclass
+class Estimate:
+    """Seconds each notebook should take; rescaled as the finished ones show the real pace."""
+
+    planned: dict[str, float]  # notebook output name (no .ipynb) -> seconds
+    note: str = ""  # how the prices were obtained (precision, timed steps)
+    actual: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.planned.values())
+
+    def pace(self) -> float:
+        """Actual over planned time of the finished notebooks, within [0.5, 2]."""
+        if not self.actual:
+            return 1.0
+        planned = sum(self.planned[name] for name in self.actual)
+        return min(2.0, max(0.5, sum(self.actual.values()) / max(planned, 1e-9)))
+
+    def finished(self, name: str, seconds: float) -> None:
+        self.actual[name] = seconds
+
+    def left(self) -> float:
+        rest = [s for name, s in self.planned.items() if name not in self.actual]
+        return sum(rest) * self.pace()
+
+    def opening_line(self) -> str:
+        parts = ", ".join(f"{name[:2]} {_minutes(s)}" for name, s in _grouped(self.planned))
+        return f"workbook: estimated {_minutes(self.total)} of notebooks ({parts}; {self.note})"
+
+    def progress_line(self) -> str:
+        done = sum(self.actual.values())
+        return (
+            f"workbook: {_minutes(done)} done, about {_minutes(self.left())} left "
+            f"(estimate now {_minutes(done + self.left())} in all)"
+        )
+
+
+def _grouped(planned: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Notebook 04's depths summed into one entry, in the order of the run."""
+    out: dict[str, float] = {}
+    for name, seconds in planned.items():
+        key = name[:2]
+        out[key] = out.get(key, 0.0) + seconds
+    return list(out.items())
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{math.ceil(seconds)} s"
+
+
+def estimate_run(
+    layout: Layout,
+    profile: str,
+    models: Sequence[str],
+    outputs: Sequence[str],
+    device: str = "auto",
+    processes: int = 1,
+    price: Callable[[TrainConfig], Prices] = time_depth,
+    cores: int | None = None,
+) -> Estimate:
+    """The estimate of the notebooks in `outputs` (their output names), pricing each depth the
+    run trains with `price` (timed steps by default)."""
+    work = count_work(layout, profile, models, device, processes)
+    depths = sorted({m for w in work.values() for m in (*w.steps, *w.images)})
+    prices = {m: price(make_config(profile, model=m, device=device)) for m in depths}
+    cores = cores or torch.get_num_threads()
+    planned = {}
+    for output in outputs:
+        name = output.removesuffix(".ipynb")
+        planned[name] = work[name].seconds(prices, fixed_seconds(name), cores)
+    config = make_config(profile, device=device)
+    bf16 = config.execution()
+    precision = "bf16" if bf16["bf16"] else f"float32 ({bf16['bf16_reason']})"
+    return Estimate(planned, note=f"{TIMED_STEPS} timed steps per depth, {precision}")

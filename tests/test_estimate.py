@@ -1,0 +1,152 @@
+"""The time estimate `lab3 run` prints, and the machine-dependent choices a run records."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lab3 import estimate, workbook
+from lab3.config import NATIVE_BF16_ENV, TrainConfig, cpu_has_native_bf16, make_config
+from lab3.data.layouts import load_layout
+from lab3.estimate import Estimate, Prices, Work, count_work, estimate_run
+
+MODELS = ["resnet18", "resnet50"]
+PRICES = {"resnet18": Prices(train_step=0.5, forward_image=0.01), "resnet50": Prices(2.0, 0.04)}
+
+
+def stub_price(config: TrainConfig) -> Prices:
+    return PRICES[config.model]
+
+
+def outputs(data: Path, models: list[str]) -> list[str]:
+    return [s.output for s in workbook.plan(data, Path("run"), "tiny", models)]
+
+
+def test_work_is_counted_from_the_data_and_the_profile(small_synthetic: Path) -> None:
+    """Catches an estimate that ignores the profile's epochs, step floor, train limit, precise
+    BN or TTA views: each notebook's steps and evaluated images follow from them."""
+    layout = load_layout(small_synthetic)
+    work = count_work(layout, "quick", MODELS)
+    n_train, n_valid, n_test = 48, 16, 12
+    r18 = make_config("quick", model="resnet18")
+    per_epoch = n_train // r18.batch_size
+    epochs = r18.planned_epochs(per_epoch)
+    assert epochs == math.ceil(r18.min_steps / per_epoch)  # the floor decides on 48 images
+    train = work["04_train_resnet18"]
+    assert train.steps == {"resnet18": epochs * per_epoch}
+    per_evaluation = min(r18.precise_bn, n_train) + n_valid + n_test
+    assert train.images == {"resnet18": epochs * per_evaluation}
+    assert work["05_evaluation_and_report"].images == {
+        m: make_config("quick", model=m).tta * (n_valid + n_test) for m in MODELS
+    }
+    ablation = work["02_preprocessing_experiments"]
+    assert set(ablation.steps) == {"resnet18"} and ablation.steps["resnet18"] > 0
+    assert not work["01_data_exploration"].steps and not work["03_resnet_definitions"].images
+
+
+def test_estimate_arithmetic_with_stub_prices(small_synthetic: Path) -> None:
+    layout = load_layout(small_synthetic)
+    names = outputs(small_synthetic, MODELS)
+    result = estimate_run(layout, "tiny", MODELS, names, price=stub_price, cores=2)
+    work = count_work(layout, "tiny", MODELS)
+    for name, seconds in result.planned.items():
+        w = work[name]
+        expected = estimate.fixed_seconds(name) + w.decoded * estimate.DECODE_SECONDS / 2
+        expected += sum(n * PRICES[m].train_step for m, n in w.steps.items())
+        expected += sum(n * PRICES[m].forward_image for m, n in w.images.items())
+        assert seconds == pytest.approx(expected)
+    assert result.total == pytest.approx(sum(result.planned.values()))
+    assert list(result.planned) == [n.removesuffix(".ipynb") for n in names]
+
+
+def test_the_rest_is_rescaled_by_the_pace_of_the_finished_notebooks() -> None:
+    e = Estimate({"01_a": 10.0, "02_b": 20.0, "04_train_x": 70.0})
+    assert e.left() == 100.0
+    e.finished("01_a", 15.0)  # 1.5x slower than planned
+    assert e.pace() == pytest.approx(1.5)
+    assert e.left() == pytest.approx(1.5 * 90.0)
+    e.finished("02_b", 15.0)  # 30 s for 30 planned: on time again
+    assert e.left() == pytest.approx(70.0)
+    e.finished("04_train_x", 700.0)  # the pace is bounded
+    assert e.pace() == 2.0 and e.left() == 0.0
+    assert "04 1.2 min" in Estimate({"04_train_x": 30.0, "04_train_y": 40.0}).opening_line()
+
+
+def test_work_seconds_divides_decoding_over_the_cores() -> None:
+    w = Work(steps={"m": 10}, images={"m": 100}, decoded=1000)
+    prices = {"m": Prices(1.0, 0.1)}
+    assert w.seconds(prices, fixed=5.0, cores=2) == pytest.approx(
+        5 + 10 + 10 + 1000 * estimate.DECODE_SECONDS / 2
+    )
+
+
+def test_run_prints_the_estimate_first_and_after_each_notebook(
+    small_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a stubbed clock (each notebook 'takes' 30 s) and stub prices: the opening line
+    comes before the first notebook starts, and a progress line after each one."""
+    events: list[str] = []
+
+    def fake_step(step, source, run, kernel, prefix, stream) -> float:
+        events.append(f"notebook {step.output}")
+        (run / "notebooks" / step.output).write_text("{}")
+        return 30.0
+
+    real = estimate.estimate_run
+
+    def priced(*args, **kwargs) -> Estimate:
+        result = real(*args, **kwargs, price=stub_price, cores=2)
+        events.append("estimate")
+        return result
+
+    monkeypatch.setattr(workbook, "_execute_step", fake_step)
+    monkeypatch.setattr(estimate, "estimate_run", priced)
+    monkeypatch.setattr(workbook, "check_kernel", lambda kernel: None)
+    stream = io.StringIO()
+    run = workbook.run_workbook(
+        small_synthetic, "tiny", MODELS, out=tmp_path / "run", stream=stream
+    )
+    lines = stream.getvalue().splitlines()
+    opening = [i for i, line in enumerate(lines) if "estimated" in line]
+    progress = [line for line in lines if " left (estimate now " in line]
+    assert events[0] == "estimate" and len(opening) == 1
+    assert len(progress) == len(events) - 1 == len(outputs(small_synthetic, MODELS))
+    assert progress[0].startswith("workbook: 30 s done")
+    assert progress[-1].startswith("workbook: 3.0 min done, about 0 s left")
+    assert json.loads((run / "workbook.json").read_text())["seconds"] == 180.0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_machine_choices_follow_the_probe_and_are_recorded(
+    native: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catches a config.json or report that says bf16 was on where the CPU lacks it (or off
+    where it has it): the recorded choices follow a mocked capability probe."""
+    monkeypatch.delenv(NATIVE_BF16_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    config = make_config("quick", device="cpu")
+    config.save(tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())["execution"]
+    assert saved["bf16"] is native and saved["channels_last"] is native
+    assert saved["compile"] is False and saved["device"] == "cpu"
+    reason = "this CPU computes bf16 natively" if native else "no native support on this CPU"
+    assert saved["bf16_reason"] == reason
+    assert TrainConfig.load(tmp_path / "config.json") == config  # the record reads back
+    forced = make_config("quick", device="cpu", amp="off").execution()
+    assert forced["bf16"] is False and forced["bf16_reason"] == "--amp off"
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_the_probe_can_be_forced_to_emulate_the_other_cpu_class(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: value == "0")
+    monkeypatch.setenv(NATIVE_BF16_ENV, value)
+    assert cpu_has_native_bf16() is (value == "1")
+    assert make_config("quick", device="cpu").use_amp() is (value == "1")
