@@ -6,6 +6,7 @@ and highest-accuracy tables, the Kaggle submissions and the most confident mista
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,26 @@ class ModelResults:
     @property
     def best_epoch(self) -> int:
         return int(self.history.loc[self.history["valid_acc"].idxmax(), "epoch"])
+
+    @property
+    def execution(self) -> dict[str, Any]:
+        """What the run's settings resolved to on the machine that trained it (config.json's
+        "execution"; empty for runs from before it was recorded)."""
+        path = self.run_dir / "config.json"
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        return saved.get("execution") or {}
+
+
+def execution_text(execution: Mapping[str, Any]) -> dict[str, str]:
+    """The recorded machine choices as the setup table shows them: "off, no native support
+    on this CPU"; "not recorded" for a run that predates the record."""
+    if not execution:
+        return {"bf16": "not recorded", "channels_last": "not recorded"}
+    switch = {True: "on", False: "off"}
+    return {
+        "bf16": f"{switch[bool(execution['bf16'])]}, {execution['bf16_reason']}",
+        "channels_last": switch[bool(execution["channels_last"])],
+    }
 
 
 def load_history(run: Path) -> pd.DataFrame:
@@ -186,6 +207,7 @@ def training_setup(results: Mapping[str, ModelResults]) -> pd.DataFrame:
             pretty_model_name(m): {
                 **{k: r.config.to_dict()[k] for k in keys},
                 "epochs trained": len(r.history),  # more than `epochs` where the floor decided
+                **execution_text(r.execution),
             }
             for m, r in results.items()
         }

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from lab3 import estimate, workbook
 from lab3.config import NATIVE_BF16_ENV, TrainConfig, cpu_has_native_bf16, make_config
 from lab3.data.layouts import load_layout
 from lab3.estimate import Estimate, Prices, Work, count_work, estimate_run
+from lab3.results import ModelResults, training_setup
 
 MODELS = ["resnet18", "resnet50"]
 PRICES = {"resnet18": Prices(train_step=0.5, forward_image=0.01), "resnet50": Prices(2.0, 0.04)}
@@ -138,6 +140,10 @@ def test_machine_choices_follow_the_probe_and_are_recorded(
     reason = "this CPU computes bf16 natively" if native else "no native support on this CPU"
     assert saved["bf16_reason"] == reason
     assert TrainConfig.load(tmp_path / "config.json") == config  # the record reads back
+    result = ModelResults("resnet18", tmp_path, config, pd.DataFrame({"epoch": [1]}))
+    table = training_setup({"resnet18": result})  # the report's setup table
+    assert table.loc["bf16"].item() == f"{'on' if native else 'off'}, {reason}"
+    assert table.loc["channels_last"].item() == ("on" if native else "off")
     forced = make_config("quick", device="cpu", amp="off").execution()
     assert forced["bf16"] is False and forced["bf16_reason"] == "--amp off"
 
