@@ -289,6 +289,11 @@ def _execute(
             f"{', '.join(record['models'])}, data {record['data']})\n"
         )
         estimate = _estimate(record, [s.output for s in steps if s.output not in done], stream)
+        if estimate is not None:  # kept beside the times, to see how far it was off
+            record.setdefault("estimates", []).append(
+                {"made": _now(), "seconds": {k: round(v, 1) for k, v in estimate.planned.items()}}
+            )
+            write_json_atomic(run / RECORD, record)
         width = max(len(s.output) for s in steps)
         for index, step in enumerate(steps, start=1):
             prefix = f"[{index}/{len(steps)}] {step.output:<{width}}"

@@ -120,7 +120,17 @@ def test_run_prints_the_estimate_first_and_after_each_notebook(
     assert len(progress) == len(events) - 1 == len(outputs(small_synthetic, MODELS))
     assert progress[0].startswith("workbook: 30 s done")
     assert progress[-1].startswith("workbook: 3.0 min done, about 0 s left")
-    assert json.loads((run / "workbook.json").read_text())["seconds"] == 180.0
+    record = json.loads((run / "workbook.json").read_text())
+    assert record["seconds"] == 180.0
+    assert sum(record["estimates"][0]["seconds"].values()) == pytest.approx(
+        float(opening_total(lines[opening[0]])), rel=0.05
+    )
+
+
+def opening_total(line: str) -> float:
+    """Seconds of the total an opening line states ("estimated 3.2 min" or "estimated 40 s")."""
+    value, unit = line.split("estimated ", 1)[1].split()[:2]
+    return float(value) * (60 if unit == "min" else 1)
 
 
 @pytest.mark.parametrize("native", [True, False])
