@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?= data/synthetic
 PROFILE ?= quick
 
-.PHONY: run test lab data lint clean-outputs
+.PHONY: install run test lab data lint clean-outputs
 
 $(BIN)/lab3: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c '$(PYTHON_GUARD)'
@@ -19,8 +19,13 @@ $(BIN)/lab3: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lab3)"
 	touch $(BIN)/lab3
 
+# the environment alone (e.g. on a GPU machine, before running on the real data)
+install: $(BIN)/lab3
+
+# only the synthetic default is generated; a folder of your own is never written into
 data: $(BIN)/lab3
-	test -f $(DATA)/train.csv || $(BIN)/lab3 synth --out $(DATA)
+	@if [ "$(DATA)" = "data/synthetic" ]; then \
+	    test -f $(DATA)/train.csv || $(BIN)/lab3 synth --out $(DATA); fi
 
 run: data
 	$(BIN)/lab3 run --data $(DATA) --profile $(PROFILE)
