@@ -34,6 +34,9 @@ FIXED_SECONDS = {
     "05_evaluation_and_report": 16.0,
 }
 DECODE_SECONDS = 0.006  # one 450 px image decoded, cropped and resized into a cache, per core
+# A step in a real epoch costs more than a bare timed one: batches gathered and augmented,
+# BatchNorm statistics re-estimated in training mode, checkpoints written.
+LOOP_OVERHEAD = 1.15
 TIMED_STEPS = 2  # training steps timed per depth, after one that warms up
 
 
@@ -56,7 +59,8 @@ class Work:
     def seconds(self, prices: Mapping[str, Prices], fixed: float, cores: int) -> float:
         compute = sum(n * prices[m].train_step for m, n in self.steps.items())
         compute += sum(n * prices[m].forward_image for m, n in self.images.items())
-        return fixed + compute + self.decoded * DECODE_SECONDS / max(cores, 1)
+        loop = LOOP_OVERHEAD if self.steps else 1.0
+        return fixed + loop * compute + self.decoded * DECODE_SECONDS / max(cores, 1)
 
 
 def time_depth(config: TrainConfig, steps: int = TIMED_STEPS) -> Prices:
@@ -185,6 +189,7 @@ class Estimate:
 
     planned: dict[str, float]  # notebook output name (no .ipynb) -> seconds
     note: str = ""  # how the prices were obtained (precision, timed steps)
+    prices: dict[str, Prices] = field(default_factory=dict)  # what the timed steps gave
     actual: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -253,4 +258,4 @@ def estimate_run(
     config = make_config(profile, device=device)
     bf16 = config.execution()
     precision = "bf16" if bf16["bf16"] else f"float32 ({bf16['bf16_reason']})"
-    return Estimate(planned, note=f"{TIMED_STEPS} timed steps per depth, {precision}")
+    return Estimate(planned, f"{TIMED_STEPS} timed steps per depth, {precision}", prices)

@@ -26,6 +26,7 @@ partly executed notebook stays in the run folder (papermill saves it after every
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import sys
@@ -291,7 +292,11 @@ def _execute(
         estimate = _estimate(record, [s.output for s in steps if s.output not in done], stream)
         if estimate is not None:  # kept beside the times, to see how far it was off
             record.setdefault("estimates", []).append(
-                {"made": _now(), "seconds": {k: round(v, 1) for k, v in estimate.planned.items()}}
+                {
+                    "made": _now(),
+                    "seconds": {k: round(v, 1) for k, v in estimate.planned.items()},
+                    "prices": {m: dataclasses.asdict(p) for m, p in estimate.prices.items()},
+                }
             )
             write_json_atomic(run / RECORD, record)
         width = max(len(s.output) for s in steps)

@@ -59,9 +59,10 @@ def test_estimate_arithmetic_with_stub_prices(small_synthetic: Path) -> None:
     for name, seconds in result.planned.items():
         w = work[name]
         expected = estimate.fixed_seconds(name) + w.decoded * estimate.DECODE_SECONDS / 2
-        expected += sum(n * PRICES[m].train_step for m, n in w.steps.items())
-        expected += sum(n * PRICES[m].forward_image for m, n in w.images.items())
-        assert seconds == pytest.approx(expected)
+        compute = sum(n * PRICES[m].train_step for m, n in w.steps.items())
+        compute += sum(n * PRICES[m].forward_image for m, n in w.images.items())
+        loop = estimate.LOOP_OVERHEAD if w.steps else 1.0
+        assert seconds == pytest.approx(expected + loop * compute)
     assert result.total == pytest.approx(sum(result.planned.values()))
     assert list(result.planned) == [n.removesuffix(".ipynb") for n in names]
 
@@ -83,8 +84,10 @@ def test_work_seconds_divides_decoding_over_the_cores() -> None:
     w = Work(steps={"m": 10}, images={"m": 100}, decoded=1000)
     prices = {"m": Prices(1.0, 0.1)}
     assert w.seconds(prices, fixed=5.0, cores=2) == pytest.approx(
-        5 + 10 + 10 + 1000 * estimate.DECODE_SECONDS / 2
+        5 + estimate.LOOP_OVERHEAD * (10 + 10) + 1000 * estimate.DECODE_SECONDS / 2
     )
+    evaluation_only = Work(images={"m": 100})
+    assert evaluation_only.seconds(prices, fixed=0.0, cores=1) == pytest.approx(10.0)
 
 
 def test_run_prints_the_estimate_first_and_after_each_notebook(
