@@ -211,7 +211,9 @@ def test_notebook_launcher_relays_progress_and_reuses_the_run(
     assert "epoch 1/2" in capsys.readouterr().out
     assert result.history["epoch"].tolist() == [1, 2]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    execution = saved.pop("execution")
     assert saved == {**config.to_dict(), "world_size": 2}
+    assert execution["device"] == "cpu" and not execution["compile"]
     again = fit_or_resume(config, nproc=2)
     assert capsys.readouterr().out == ""
     assert again.best_valid_acc == result.best_valid_acc
