@@ -6,22 +6,21 @@ as the time of one training step (forward, backward, AdamW) at the quick profile
 
 Settings are interleaved round by round, so a machine whose load drifts affects them alike; the
 table gives each setting's median step time and its ratio to the default (all threads,
-contiguous, eager). Writes ``benchmarks/results/cpu_step.{json,md}`` with the command.
+contiguous, eager). Writes ``benchmarks/results/cpu_step.{json,md}`` with the provenance
+header (command, date, commit, machine, versions).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lab3.bench.machine import cpu_name
+from lab3.bench.provenance import command_line, provenance, write_results
 from lab3.models import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -121,18 +120,27 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for name in args.models.split(",") for row in bench_model(name, args)]
     table = markdown(rows)
     print(table)
-    command = "python benchmarks/bench_cpu_step.py " + " ".join(argv or sys.argv[1:])
-    machine = cpu_name(torch.get_num_threads())
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(
-        json.dumps({"command": command, "machine": machine, "rows": rows}, indent=1) + "\n"
-    )
-    out.with_suffix(".md").write_text(
-        f"# CPU training step: threads, channels_last, bf16, torch.compile\n\n`{command}`\n\n"
-        f"{machine}, torch {torch.__version__}. Medians of {args.rounds} interleaved rounds; "
-        "ratio = step time / the first row's of the same model.\n\n" + table + "\n"
-    )
+    write(Path(args.out), rows, args, argv)
     return 0
+
+
+def write(out: Path, rows: list[dict], args: argparse.Namespace, argv: list[str] | None) -> None:
+    """cpu_step.{json,md}: the provenance header, then the rows; the execution settings vary
+    row by row."""
+    execution = {
+        "bf16": "per row",
+        "channels_last": "per row",
+        "compile": "per row" if args.compile else False,
+    }
+    header = provenance(command_line(__file__, argv), "cpu", execution)
+    write_results(
+        out,
+        header,
+        {"rounds": args.rounds, "rows": rows},
+        "CPU training step: threads, channels_last, bf16, torch.compile",
+        f"Medians of {args.rounds} interleaved rounds; "
+        "ratio = step time / the first row's of the same model.\n\n" + markdown(rows),
+    )
 
 
 if __name__ == "__main__":

@@ -9,20 +9,16 @@ speed or thermal state hits both equally; the medians are compared.
     python benchmarks/bench_models.py --device cuda --batch-size 64 --channels-last --amp
 
 Prints a markdown table and writes ``benchmarks/results/models_<device>[_<tag>].json`` and
-``.md`` with the exact command, versions and device name.
+``.md``, each opening with the provenance header (command, date, commit, device, versions).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import shlex
 import statistics
 import sys
 import time
 from contextlib import nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -30,6 +26,7 @@ import torchvision
 from torch import nn
 
 from lab3.bench.machine import device_name
+from lab3.bench.provenance import command_line, provenance, write_results
 from lab3.models import build_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -157,15 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    raw = sys.argv[1:] if argv is None else argv
-    command = shlex.join(["python", "benchmarks/bench_models.py", *raw])
+    command = command_line(__file__, argv)
     setup = {
-        "command": command,
         "device": device.type,
-        "device_name": device_name(device),
-        "torch": torch.__version__,
         "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
         "batch_size": args.batch_size,
         "image_size": args.image_size,
         "num_classes": args.num_classes,
@@ -174,38 +166,39 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_steps": args.warmup,
         "channels_last": args.channels_last,
         "amp_bf16": args.amp,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    print(f"{command}\n{setup['device_name']}, torch {torch.__version__}", file=sys.stderr)
+    print(f"{command}\n{device_name(device)}, torch {torch.__version__}", file=sys.stderr)
     rows = [bench_depth(d, args, device) for d in args.depths]
-
-    table = markdown_table(rows)
-    print(table)
+    print(markdown_table(rows))
     stem = f"models_{device.type}" + (f"_{args.tag}" if args.tag else "")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{stem}.json").write_text(json.dumps({**setup, "results": rows}, indent=2))
+    json_path, _ = write(args.out_dir / stem, command, setup, rows, args)
+    print(f"wrote {json_path} and .md", file=sys.stderr)
+    return 0
+
+
+def write(
+    stem: Path, command: str, setup: dict, rows: list[dict], args: argparse.Namespace
+) -> tuple[Path, Path]:
+    """`stem`.json and .md: the provenance header (command, date, commit, device, versions,
+    bf16 and channels_last as set; never compiled), the settings and the table."""
+    execution = {"bf16": args.amp, "compile": False, "channels_last": args.channels_last}
+    header = provenance(command, setup["device"], execution)
     settings = (
         f"batch {args.batch_size}, {args.image_size}x{args.image_size} px, "
         f"{args.num_classes} classes, {args.repeats} interleaved repeats x {args.steps} steps "
         f"(after {args.warmup} warm-up), channels_last={args.channels_last}, bf16={args.amp}"
     )
-    md = (
-        f"# ResNet forward+backward throughput: lab3 vs torchvision ({device.type})\n\n"
-        f"- command: `{command}`\n"
-        f"- device: {setup['device_name']}\n"
-        f"- torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"Python {setup['python']}\n"
-        f"- settings: {settings}\n"
-        f"- date: {setup['date']}\n\n"
+    body = (
+        f"- torchvision {setup['torchvision']}\n"
+        f"- settings: {settings}\n\n"
         "Medians of images/s over the interleaved repeats; a ratio > 1 means ours is faster. "
         "'paired' is the median of the ratios within adjacent (ours, tv) repeats and "
         "'best / best' compares the fastest repeat of each; both resist other processes "
         "taking the machine during some repeats.\n\n"
-        f"{table}\n"
+        f"{markdown_table(rows)}\n"
     )
-    (args.out_dir / f"{stem}.md").write_text(md)
-    print(f"wrote {args.out_dir / stem}.json and .md", file=sys.stderr)
-    return 0
+    title = f"ResNet forward+backward throughput: lab3 vs torchvision ({setup['device']})"
+    return write_results(stem, header, {**setup, "results": rows}, title, body)
 
 
 if __name__ == "__main__":

@@ -4,27 +4,34 @@ over training images (train mode, no gradients, cumulative average), as `precise
 
     python benchmarks/bench_precise_bn.py --name precise_bn_cpu RUN/best.pt [RUN/best.pt ...]
 
-Writes ``benchmarks/results/<name>.{json,md}`` with the command.
+Writes ``benchmarks/results/<name>.{json,md}`` with the provenance header.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 from pathlib import Path
 
 from torch.optim.swa_utils import update_bn
 
+from lab3.bench.provenance import (
+    command_line,
+    config_execution,
+    execution_summary,
+    provenance,
+    write_results,
+)
 from lab3.engine.evaluate import LoadedCheckpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def measure(checkpoint: Path, images: int) -> dict:
-    """Valid accuracy (one view) before and after re-estimating the BN statistics."""
+def measure(checkpoint: Path, images: int) -> tuple[dict, dict]:
+    """Valid accuracy (one view) before and after re-estimating the BN statistics, and how the
+    evaluations ran (bf16, channels_last; never compiled)."""
     loaded = LoadedCheckpoint.open(checkpoint, device="cpu")
+    execution = {**config_execution(loaded.config), "compile": False}
     before = loaded.evaluate("valid", tta=1).metrics["accuracy"]
     loaded.data.config = dataclasses.replace(loaded.config, precise_bn=images)
     update_bn(loaded.data.statistics_loader(), loaded.model)
@@ -41,7 +48,7 @@ def measure(checkpoint: Path, images: int) -> dict:
         "valid_acc_running_stats": round(before, 4),
         "valid_acc_precise_bn": round(after, 4),
         "bn_images": images,
-    }
+    }, execution
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,25 +59,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=256, help="training images for the stats")
     parser.add_argument("--name", default="precise_bn_cpu")
     args = parser.parse_args(argv)
-    rows = [measure(c, args.images) for c in args.checkpoints]
+    measured = [measure(c, args.images) for c in args.checkpoints]
+    rows = [row for row, _ in measured]
+    execution = execution_summary({row["checkpoint"]: ex for row, ex in measured}, "checkpoint")
+    table = write(RESULTS / args.name, command_line(__file__, argv), rows, execution)
+    print(table)
+    return 0
+
+
+def markdown(rows: list[dict]) -> str:
     columns = list(rows[0])
-    table = "\n".join(
+    return "\n".join(
         ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         + ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     )
-    print(table)
-    command = "python benchmarks/bench_precise_bn.py " + " ".join(argv or sys.argv[1:])
-    (RESULTS / f"{args.name}.json").write_text(
-        json.dumps({"command": command, "rows": rows}, indent=1) + "\n"
-    )
-    (RESULTS / f"{args.name}.md").write_text(
-        f"# Precise BN on checkpoints trained without it\n\n`{command}`\n\n"
+
+
+def write(stem: Path, command: str, rows: list[dict], execution: dict) -> str:
+    """`stem`.json and .md with the provenance header; returns the table."""
+    table = markdown(rows)
+    write_results(
+        stem,
+        provenance(command, "cpu", execution),
+        {"rows": rows},
+        "Precise BN on checkpoints trained without it",
         "Validation accuracy, one view, of the same weights: with the running statistics "
-        "training left, then with statistics re-estimated over the training images.\n\n"
-        + table
-        + "\n"
+        "training left, then with statistics re-estimated over the training images "
+        "(bf16 and channels_last: the evaluations', as each checkpoint's settings resolve on "
+        "this machine; the re-estimation itself runs in float32).\n\n" + table,
     )
-    return 0
+    return table
 
 
 if __name__ == "__main__":

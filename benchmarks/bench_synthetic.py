@@ -16,8 +16,8 @@ Three questions, one table each:
     python benchmarks/bench_synthetic.py --train 300 --valid 100 --test 100 --tag quick
     python benchmarks/bench_synthetic.py --resnet tightcrop@48,none@48,tightcrop@64
 
-Prints markdown tables and writes ``benchmarks/results/synthetic[_<tag>].json`` and ``.md`` with
-the exact command, versions and CPU.
+Prints markdown tables and writes ``benchmarks/results/synthetic[_<tag>].json`` and ``.md``, each
+opening with the provenance header (command, date, commit, CPU, versions).
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ import argparse
 import io
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,14 @@ import PIL
 from PIL import Image, ImageFilter
 
 from lab3.bench.machine import cpu_name
+from lab3.bench.provenance import (
+    EXECUTION,
+    command_line,
+    config_execution,
+    execution_summary,
+    provenance,
+    write_results,
+)
 from lab3.data import synthetic
 from lab3.metrics import standard_error
 
@@ -241,22 +247,15 @@ def resnet_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    raw = sys.argv[1:] if argv is None else argv
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
-    command = shlex.join(
-        [*(f"{k}={v}" for k, v in threads.items()), "python", "benchmarks/bench_synthetic.py", *raw]
-    )
+    command = command_line(__file__, argv, env=("OMP_NUM_THREADS",))
     setup = {
-        "command": command,
         "cpu": cpu_name(os.cpu_count() or 1),
-        "python": platform.python_version(),
         "numpy": np.__version__,
         "pillow": PIL.__version__,
         "counts": {"train": args.train, "valid": args.valid, "test": args.test},
         "size": args.size,
         "seed": args.seed,
         "workers": args.workers,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(f"{command}\n{setup['cpu']}", file=sys.stderr)
 
@@ -328,22 +327,39 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
 
     stem = "synthetic" + (f"_{args.tag}" if args.tag else "")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     payload = {**setup, "speed": speed, "real": real, "synthetic": synth, "difficulty": difficulty}
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    md = (
-        "# Synthetic dataset: speed, realism, difficulty\n\n"
-        f"- command: `{command}`\n"
-        f"- CPU: {setup['cpu']}; Python {setup['python']}, numpy {np.__version__}, "
-        f"Pillow {PIL.__version__}\n"
-        f"- dataset: {args.train}/{args.valid}/{args.test} images, {args.size} px, "
-        f"seed {args.seed}\n"
-        f"- date: {setup['date']}\n\n"
-        f"{report}"
-    )
-    (args.out_dir / f"{stem}.md").write_text(md)
-    print(f"wrote {args.out_dir / stem}.json and .md", file=sys.stderr)
+    json_path, _ = write(args.out_dir / stem, command, payload, resnet, report, args)
+    print(f"wrote {json_path} and .md", file=sys.stderr)
     return 0
+
+
+def resnet_execution(rows: list[dict]) -> dict[str, str]:
+    """bf16, torch.compile and channels_last of the ResNet-18 runs, as their saved settings
+    resolve on this machine (where `lab3 train` ran them); none when no ResNet was trained."""
+    if not rows:
+        return {k: "not used (no ResNet trained)" for k in EXECUTION}
+    from lab3.config import TrainConfig
+
+    runs = {}
+    for r in rows:
+        config = TrainConfig.from_dict({**r["config"], "data": "", "out": ""})
+        runs[f"{r['preprocess']}@{r['image_size']}"] = config_execution(config)
+    return execution_summary(runs, "run")
+
+
+def write(
+    stem: Path, command: str, payload: dict, resnet: list[dict], report: str, args
+) -> tuple[Path, Path]:
+    """`stem`.json and .md: the provenance header, the dataset, then the report."""
+    header = provenance(command, "cpu", resnet_execution(resnet))
+    body = (
+        f"- CPU: {payload['cpu']}; numpy {payload['numpy']}, Pillow {payload['pillow']}\n"
+        f"- dataset: {args.train}/{args.valid}/{args.test} images, {args.size} px, "
+        f"seed {args.seed}\n\n{report}"
+    )
+    return write_results(
+        stem, header, payload, "Synthetic dataset: speed, realism, difficulty", body
+    )
 
 
 if __name__ == "__main__":

@@ -10,21 +10,27 @@ its epochs (training and evaluation), ``first_epoch_seconds`` includes torch.com
 
 Prints a markdown table (per model: epochs, times, training images/s, best valid accuracy,
 test accuracy with TTA, the first epoch reaching the target) and writes
-``benchmarks/results/training_<device>_<profile>.{json,md}`` with the exact command.
+``benchmarks/results/training_<device>_<profile>.{json,md}`` with the provenance header (command,
+date, commit, device, versions, bf16/compile/channels_last as the models ran).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from lab3.bench.provenance import (
+    command_line,
+    config_execution,
+    execution_summary,
+    provenance,
+    write_results,
+)
 from lab3.config import TrainConfig, make_config
 from lab3.data.synthetic import write_synthetic_dataset
 from lab3.engine.data import prepare_data
@@ -54,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="lab3-bench-"))
     rows = []
     setup: dict[str, float] = {}
+    executions: dict[str, dict] = {}  # bf16, compile, channels_last per model
     data = Path(args.data) if args.data else work / "synthetic"
     if args.synth:
         train, valid, test = (int(v) for v in args.synth.split(","))
@@ -72,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "cache_seconds" not in setup:
             setup["cache_seconds"] = build_cache(config)
+        executions[model] = config_execution(config)
         started = time.perf_counter()
         result = fit(config, progress=False)
         wall = time.perf_counter() - started
@@ -109,27 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(
         "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     )
-    device_name = (
-        torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu"
-    )
     meta = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
-        "torch": torch.__version__,
-        "device": device_name,
         "profile": args.profile,
         "data": "synthetic " + args.synth if args.synth else str(args.data),
         **setup,
     }
-    table = markdown_table(rows)
-    print(table)
-    args.results.mkdir(parents=True, exist_ok=True)
-    stem = args.results / f"training_{device.type}_{args.profile}"
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    header = "\n".join(
-        f"- {k}: `{v}`" if k == "command" else f"- {k}: {v}" for k, v in meta.items()
+    print(markdown_table(rows))
+    header = provenance(
+        command_line(__file__, argv), device.type, execution_summary(executions, "model")
     )
-    stem.with_suffix(".md").write_text(f"# Training benchmark\n\n{header}\n\n{table}\n")
+    write(args.results / f"training_{device.type}_{args.profile}", header, meta, rows)
     return 0
+
+
+def write(stem: Path, header: dict[str, str], meta: dict, rows: list[dict]) -> tuple[Path, Path]:
+    """`stem`.json and .md: the provenance header, the run's settings, then the table."""
+    settings = "\n".join(f"- {k}: {v}" for k, v in meta.items())
+    body = f"{settings}\n\n{markdown_table(rows)}"
+    return write_results(stem, header, {"meta": meta, "rows": rows}, "Training benchmark", body)
 
 
 def build_cache(config: TrainConfig) -> float:

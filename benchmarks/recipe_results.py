@@ -8,7 +8,8 @@ and the training cost per epoch.
 RUNS holds one run folder per depth (resnet18/, resnet50/, resnet152/, as `lab3 run` and the
 training commands leave them). Each depth's submission is written with `predict_submission` in
 its own test CSV's order and scored against the data's ``test_labels.csv``, as `lab3 score` does.
-Writes ``benchmarks/results/<name>.{json,md}`` with the commands given.
+Writes ``benchmarks/results/<name>.{json,md}`` with the provenance header; its command is the
+commands given, then this script's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from lab3.bench.provenance import (
+    EXECUTION,
+    NOT_RECORDED,
+    command_line,
+    execution_summary,
+    provenance,
+    write_results,
+)
 from lab3.data.layouts import TRUTH_CSV
 from lab3.engine.evaluate import predict_submission
 from lab3.submission import score, write_submission
@@ -74,20 +83,39 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in MODELS if (args.runs / m / "best.pt").is_file()]
     with tempfile.TemporaryDirectory() as scratch:
         rows = [depth_row(args.runs / m, args.data, m, Path(scratch)) for m in models]
-    table = markdown(rows)
+    execution = execution_summary({m: run_execution(args.runs / m) for m in models}, "depth")
+    command = "; ".join(filter(None, [args.command, command_line(__file__, argv)]))
+    table = write(RESULTS / args.name, command, args.note, rows, execution)
     print(table)
-    (RESULTS / f"{args.name}.json").write_text(
-        json.dumps({"command": args.command, "note": args.note, "rows": rows}, indent=1) + "\n"
-    )
-    (RESULTS / f"{args.name}.md").write_text(
-        f"# Recipe results: {args.name}\n\nCommands: `{args.command}`\n\n{args.note}\n\n"
-        "test_acc_tta: the submission (best.pt, the profile's TTA views, the depth's own test "
+    return 0
+
+
+def run_execution(run: Path) -> dict:
+    """bf16, torch.compile and channels_last as the run's config.json records them (its
+    "execution", resolved on the machine that trained it); "not recorded" for runs from before
+    that record."""
+    config = run / "config.json"
+    saved = json.loads(config.read_text()) if config.is_file() else {}
+    recorded = saved.get("execution") or {}
+    return {k: recorded.get(k, NOT_RECORDED + " (run predates the record)") for k in EXECUTION}
+
+
+def write(stem: Path, command: str, note: str, rows: list[dict], execution: dict) -> str:
+    """`stem`.json and .md with the provenance header (the command: the runs' commands, then
+    this script's); returns the table."""
+    table = markdown(rows)
+    write_results(
+        stem,
+        provenance(command, "cpu", execution),
+        {"note": note, "rows": rows},
+        f"Recipe results: {stem.name}",
+        (f"{note}\n\n" if note else "")
+        + "test_acc_tta: the submission (best.pt, the profile's TTA views, the depth's own test "
         "CSV order) scored against test_labels.csv; normal_recall: recall of class 0; "
         "most_predicted_share: the share of the test images given the most frequent answer.\n\n"
-        + table
-        + "\n"
+        + table,
     )
-    return 0
+    return table
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lab3.bench import provenance
 from lab3.bench.machine import device_name
 from lab3.bench.sides import EngineSide, loader_pass, stage, staged_pass, usual_pass
 from lab3.bench.timing import Pass, Timing, interleave, synchronize
@@ -41,7 +42,6 @@ from lab3.config import MODEL_NAMES, TrainConfig, make_config
 from lab3.data.preprocess import Augment
 from lab3.engine.data import PreparedData, prepare_data
 from lab3.errors import UserError
-from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model
 
 STAGED_BATCHES = 8  # distinct batches the compute-only side cycles through
@@ -257,11 +257,29 @@ def format_table(document: dict[str, Any]) -> str:
 
 
 def write_results(document: dict[str, Any], out: Path) -> Path:
-    """The JSON at `out` and a markdown twin beside it (same name, .md), both atomically."""
-    write_json_atomic(out, document)
-    markdown = out.with_suffix(".md")
-    write_text_atomic(markdown, _markdown(document))
+    """The JSON at `out` and a markdown twin beside it (same name, .md), both atomically, each
+    opening with the provenance header (`lab3.bench.provenance`)."""
+    _, markdown = provenance.write_results(
+        Path(out), bench_provenance(document), document, "lab3 bench", _markdown(document)
+    )
     return markdown
+
+
+def bench_provenance(document: dict[str, Any]) -> dict[str, str]:
+    """How the bench was made: its command, this machine, and lab3's execution settings (the
+    usual pipeline's side always runs float32, NCHW and eager)."""
+    settings = document["settings"]
+    execution = {
+        name: f"{settings[key]} (lab3's settings; the usual pipeline: False)"
+        for name, key in (
+            ("bf16", "amp_bf16"),
+            ("compile", "compile"),
+            ("channels_last", "channels_last"),
+        )
+    }
+    header = provenance.provenance(document["command"], settings["device_type"], execution)
+    header["date"] = document.get("date") or header["date"]  # when the bench ran
+    return header
 
 
 SIDES = """\
@@ -276,10 +294,9 @@ SIDES = """\
 
 
 def _markdown(document: dict[str, Any]) -> str:
+    """The body under the title and the provenance header."""
     settings = ", ".join(f"{k} {v}" for k, v in document["settings"].items())
     parts = [
-        "# lab3 bench",
-        "",
         f"- command: `{document['command']}`",
         f"- device: {document['device']}; torch {document['torch']}; {document['date']}",
         f"- settings: {settings}",
