@@ -83,8 +83,8 @@ def test_five_grades_use_quadratic_kappa_and_ovr_auc() -> None:
 
 
 def test_normalize_confusion_rows_sum_to_one_and_empty_rows_stay_zero() -> None:
-    out = normalize_confusion(np.array([[3, 1], [0, 0], [2, 6]]))
-    np.testing.assert_allclose(out, [[0.75, 0.25], [0.0, 0.0], [0.25, 0.75]])
+    out = normalize_confusion(np.array([[3, 1], [0, 0], [2, 6], [0, 1]]))
+    np.testing.assert_allclose(out, [[0.75, 0.25], [0.0, 0.0], [0.25, 0.75], [0.0, 1.0]])
 
 
 def test_format_metrics_one_line_each() -> None:
@@ -111,5 +111,17 @@ def test_paired_difference_interval() -> None:
     assert low90 == pytest.approx(0.25 - 1.644854 * spread, rel=1e-5)
     assert high90 == pytest.approx(0.25 + 1.644854 * spread, rel=1e-5)
     assert all(math.isnan(v) for v in paired_difference(np.array([]), np.array([])))
+    two = paired_difference(np.array([1, 1]), np.array([0, 1]))
+    assert two[0] == 0.5 and math.isfinite(two[1]) and two[1] < 0.5 < two[2]
     one = paired_difference(np.array([1]), np.array([0]))
     assert one[0] == 1.0 and one[1] == -math.inf and one[2] == math.inf
+
+
+def test_rates_where_the_counts_are_equal_and_absent_classes_in_macro_f1() -> None:
+    """tn = fp = tp = fn = 1: every rate is 1/2 (a sum taken as a difference would give nan);
+    a class in neither labels nor predictions scores 0 in the macro F1 (not 1, not left out)."""
+    metrics, _ = metrics_from_predictions(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 0]), 2)
+    for name in ("sensitivity", "specificity", "precision", "accuracy"):
+        assert metrics[name] == 0.5, name
+    only_blasts, _ = metrics_from_predictions(np.array([1, 1]), np.array([1, 1]), 2)
+    assert only_blasts["macro_f1"] == 0.5 and only_blasts["weighted_f1"] == 1.0
