@@ -125,3 +125,5 @@ def test_rates_where_the_counts_are_equal_and_absent_classes_in_macro_f1() -> No
         assert metrics[name] == 0.5, name
     only_blasts, _ = metrics_from_predictions(np.array([1, 1]), np.array([1, 1]), 2)
     assert only_blasts["macro_f1"] == 0.5 and only_blasts["weighted_f1"] == 1.0
+    no_blasts, _ = metrics_from_predictions(np.array([0, 0]), np.array([0, 0]), 2)
+    assert no_blasts["f1"] == 0.0, "the blast F1 of a split without blasts is 0, not 1"
