@@ -223,3 +223,48 @@ def test_scaled_lr() -> None:
     assert scaled_lr(0.1, 4, "sgd") == pytest.approx(0.4), "SGD: linear in the global batch"
     assert scaled_lr(0.1, 4, "adamw") == pytest.approx(0.2), "AdamW: by the square root"
     assert scaled_lr(0.1, 2, "adamw") == pytest.approx(0.1 * math.sqrt(2))
+
+
+def test_config_read_errors_name_the_file_and_the_cause(tmp_path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(UserError) as err:
+        TrainConfig.read(bad)
+    assert (
+        str(err.value) == f"{bad}: cannot read a config (JSONDecodeError); pass a run's config.json"
+    )
+    assert err.value.path == bad
+    with pytest.raises(UserError) as err:
+        TrainConfig.read(tmp_path / "none.json")
+    assert "(FileNotFoundError)" in str(err.value) and err.value.path == tmp_path / "none.json"
+    other = tmp_path / "other.json"
+    other.write_text("[1, 2]")
+    with pytest.raises(UserError) as err:
+        TrainConfig.read(other)
+    assert str(err.value) == f"{other}: not a lab3 config.json (no model in it); pass a run's one"
+
+
+@pytest.mark.parametrize("name", ["amp", "channels_last", "compile"])
+def test_a_bad_switch_names_itself(name: str) -> None:
+    config = TrainConfig(device="cpu", **{name: "maybe"})
+    use = {"amp": config.use_amp, "channels_last": config.use_channels_last,
+           "compile": config.use_compile}[name]  # fmt: skip
+    with pytest.raises(UserError) as err:
+        use()
+    assert str(err.value) == f"{name} must be auto, on or off, not 'maybe'"
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_resolved_device(gpu: bool, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert TrainConfig(device="auto").resolved_device() == torch.device("cuda" if gpu else "cpu")
+    assert TrainConfig(device="cpu").resolved_device() == torch.device("cpu")
+    assert TrainConfig(compile="auto", device="auto").use_compile() is gpu
+    if gpu:
+        assert TrainConfig(device="cuda").resolved_device() == torch.device("cuda")
+    else:
+        with pytest.raises(UserError) as err:
+            TrainConfig(device="cuda").resolved_device()
+        assert str(err.value) == (
+            "--device cuda asked for, but no CUDA GPU is visible; use --device cpu"
+        )
