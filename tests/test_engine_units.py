@@ -23,9 +23,10 @@ from lab3.errors import UserError
 
 def _data(labels: list[int], num_classes: int = 2, train: list[int] | None = None):
     rows = np.arange(len(labels)) if train is None else np.array(train)
+    other = np.setdiff1d(np.arange(len(labels)), rows)
     return SimpleNamespace(
         labels=np.array(labels),
-        rows=lambda split: rows,
+        rows=lambda split: rows if split == "train" else other,
         layout=SimpleNamespace(num_classes=num_classes),
     )
 
@@ -154,6 +155,21 @@ def test_profile_values_and_per_model_tables() -> None:
     assert make_config("quick", model="resnet18", epochs=None).epochs == 10
     assert make_config("quick", model="resnet18", epochs=3, lr=0.1).lr == 0.1
     assert make_config("full", model="resnet50").profile == "full"
+
+
+def test_unknown_names_list_the_known_ones() -> None:
+    from lab3.config import MODEL_NAMES
+
+    with pytest.raises(UserError) as err:
+        make_config("huge")
+    assert str(err.value) == f"unknown profile 'huge'; choose one of {', '.join(PROFILES)}"
+    with pytest.raises(UserError) as err:
+        make_config("quick", model="resnet19")
+    assert str(err.value).endswith(f"choose one of {', '.join(MODEL_NAMES)}")
+    with pytest.raises(UserError) as err:
+        make_config("quick", colour=1)
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(TrainConfig)))
+    assert str(err.value) == f"unknown setting 'colour'; known: {known}"
 
 
 @pytest.mark.parametrize(

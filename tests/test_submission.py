@@ -97,3 +97,41 @@ def test_score_matches_by_id(tmp_path: Path) -> None:
     other = _csv(tmp_path / "other.csv", [("a", 1), ("b", 0), ("c", 1), ("e", 1)])
     with pytest.raises(UserError, match=r"IDs do not match the truth's \(2 differ, e.g. d\)"):
         score(other, truth)
+
+
+def test_every_error_names_its_file_and_says_what_to_do(tmp_path: Path) -> None:
+    """The whole line, file first: a mutant that drops the file or garbles the advice shows."""
+    from lab3.metrics import metrics_from_predictions
+
+    with pytest.raises(UserError) as err:
+        build_submission(IDS, {IDS[0]: 1}, 2)
+    assert str(err.value) == (
+        f"2 test images have no prediction (first: {IDS[1]}); the test CSV does not match the "
+        "data folder"
+    )
+    good = pd.DataFrame({"ID": IDS, "label": [0, 1, 1]})
+    with pytest.raises(UserError) as err:
+        validate_submission(good, IDS[::-1], 2, where="s.csv")
+    assert str(err.value) == "s.csv: IDs differ from the test CSV's (same IDs, same order needed)"
+    with pytest.raises(UserError) as err:
+        validate_submission(good.assign(label=[0, 1, 3]), IDS, 2, where="s.csv")
+    assert str(err.value) == "s.csv: labels must be integers 0..1"
+    with pytest.raises(UserError) as err:
+        read_labelled_csv(tmp_path / "none.csv")
+    assert str(err.value) == f"{tmp_path / 'none.csv'}: file not found"
+    bad = _csv(tmp_path / "bad.csv", [("a", "x")])
+    with pytest.raises(UserError) as err:
+        read_labelled_csv(bad)
+    assert str(err.value) == f"{bad}: line 2: label 'x' is not a class number"
+    truth = _csv(tmp_path / "truth.csv", [("a", 1), ("b", 0)])
+    other = _csv(tmp_path / "other.csv", [("a", 1), ("c", 0)])
+    with pytest.raises(UserError) as err:
+        score(other, truth)
+    assert str(err.value) == (
+        f"{other}: IDs do not match the truth's (2 differ, e.g. b); score a submission for this "
+        "test set"
+    )
+    grades = _csv(tmp_path / "grades.csv", [("a", 4), ("b", 0), ("c", 2)])
+    guessed = _csv(tmp_path / "guessed.csv", [("a", 3), ("b", 0), ("c", 2)])
+    expected, _ = metrics_from_predictions([4, 0, 2], [3, 0, 2], 5)
+    assert score(guessed, grades) == pytest.approx(expected, nan_ok=True), "five classes"
