@@ -149,6 +149,7 @@ def test_profile_values_and_per_model_tables() -> None:
     assert (quick152.epochs, quick152.min_steps) == (6, 220)
     full = make_config("full", model="resnet50")
     assert (full.epochs, full.min_steps, full.ema, full.image_size) == (40, 1000, 0.999, 224)
+    assert make_config() == make_config("quick"), "quick is the default profile"
     tiny = make_config("tiny")
     assert (tiny.epochs, tiny.batch_size, tiny.train_limit, tiny.profile) == (1, 16, 64, "tiny")
     # explicit settings win, None leaves the profile's
