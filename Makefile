@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?= data/synthetic
 PROFILE ?= quick
 
-.PHONY: install run test lab data lint clean-outputs
+.PHONY: install run test lab data lint mutants clean-outputs
 
 $(BIN)/lab3: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c '$(PYTHON_GUARD)'
@@ -33,6 +33,11 @@ run: data
 
 test: $(BIN)/lab3
 	$(BIN)/python -m pytest -q
+
+# Mutation testing (mutmut 3; not part of `test`): the modules and tests in pyproject.toml's
+# [tool.mutmut]; MUTANTS='lab3.metrics.*' runs one module's. Writes benchmarks/results/mutants.md.
+mutants: $(BIN)/lab3
+	$(BIN)/python benchmarks/mutants.py $(foreach m,$(MUTANTS),'$(m)')
 
 lint: $(BIN)/lab3
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=int)
     p.add_argument("--size", type=int, default=450)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--force", action="store_true", help="replace a dataset already in --out (nothing else)"
+    )
 
     p = sub.add_parser("data", help="inspect a dataset folder")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -252,7 +255,7 @@ def _synth(args: argparse.Namespace) -> int:
         "test": args.test if args.test is not None else synthetic.DEFAULT_TEST,
     }
     meta = synthetic.write_synthetic_dataset(
-        Path(args.out), **counts, size=args.size, seed=args.seed
+        Path(args.out), **counts, size=args.size, seed=args.seed, force=args.force
     )
     print(
         f"wrote {len(meta)} images to {args.out} "

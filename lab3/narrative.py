@@ -18,7 +18,7 @@ from lab3.exploration import class_name, subjects_per_split
 from lab3.formatting import join_names, pct
 from lab3.metrics import standard_error
 from lab3.plots import pretty_model_name
-from lab3.results import ModelResults, report_split
+from lab3.results import ModelResults, ranks, report_accuracy, report_split, winners
 
 METADATA_CSV = "metadata.csv"  # path,label,split,subject: written by `lab3 synth`
 
@@ -70,9 +70,9 @@ def training_description(config: TrainConfig) -> str:
 def headline(results: Mapping[str, ModelResults]) -> str:
     """The highest accuracy of the run, as one sentence."""
     split = report_split(results)
-    accuracy = {m: r.evaluations[split].metrics["accuracy"] for m, r in results.items()}
-    best = max(accuracy, key=accuracy.get)
-    tied = [m for m in accuracy if np.isclose(accuracy[m], accuracy[best])]
+    accuracy = report_accuracy(results)
+    tied = winners(results)
+    best = tied[0]
     result = results[best]
     views = result.config.tta
     if len(tied) > 1:
@@ -114,14 +114,15 @@ def discussion(
     """The discussion, written from the run's numbers: which depth won and by how much compared
     with the sampling error, how the curves fit, what preprocessing and TTA gave, and caveats."""
     split = report_split(results)
-    accuracy = {m: r.evaluations[split].metrics["accuracy"] for m, r in results.items()}
+    accuracy = report_accuracy(results)
     n = int(next(iter(results.values())).evaluations[split].metrics["n"])
-    ranked = sorted(accuracy, key=accuracy.get, reverse=True)
-    winner = ranked[0]
+    rank = ranks(results)
+    ranked = sorted(accuracy, key=rank.get)  # stable: ties keep the run's order
+    top = winners(results)
+    winner = top[0]
     se = standard_error(accuracy[winner], n)
     points = []
 
-    top = [m for m in ranked if np.isclose(accuracy[m], accuracy[winner])]
     rest = [m for m in ranked if m not in top]
     if len(top) == 1:
         text = f"**{pretty_model_name(winner)}** reached the highest {split} accuracy"

@@ -162,6 +162,28 @@ def report_split(results: Mapping[str, ModelResults]) -> str:
     return "test" if all("test" in r.evaluations for r in results.values()) else "valid"
 
 
+TIE = 1e-9  # accuracies closer than this are equal (the same count of correct images)
+
+
+def report_accuracy(results: Mapping[str, ModelResults]) -> dict[str, float]:
+    """Each depth's accuracy on the report's split (test when scored), the one thing ranked."""
+    split = report_split(results)
+    return {m: float(r.evaluations[split].metrics["accuracy"]) for m, r in results.items()}
+
+
+def ranks(results: Mapping[str, ModelResults]) -> dict[str, int]:
+    """Each depth's rank by `report_accuracy`, highest first; equal accuracies share a rank
+    ("1, 1, 3"). The table, the headline, the discussion and the misclassified figure all rank
+    with this one function, so they cannot name different winners."""
+    accuracy = report_accuracy(results)
+    return {m: 1 + sum(other > a + TIE for other in accuracy.values()) for m, a in accuracy.items()}
+
+
+def winners(results: Mapping[str, ModelResults]) -> list[str]:
+    """The depths with the highest accuracy on the report's split, in the run's order."""
+    return [m for m, rank in ranks(results).items() if rank == 1]
+
+
 METRIC_COLUMNS = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced acc",
@@ -268,14 +290,16 @@ def submissions_text(submissions: pd.DataFrame) -> str:
 
 
 def highest_accuracy_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
-    """Per depth: the epoch of its best validation accuracy, and the test accuracy of that
-    checkpoint (the one submitted). Test accuracy is never used to pick the epoch."""
+    """Per depth: its rank (`ranks`), the epoch of its best validation accuracy, and the test
+    accuracy of that checkpoint (the one submitted). Test accuracy never picks the epoch."""
     rows = []
+    rank = ranks(results)
     for model, result in results.items():
         history = result.history
         best = history.loc[history["valid_acc"].idxmax()]
         row: dict[str, Any] = {
             "model": pretty_model_name(model),
+            f"rank ({report_split(results)} acc)": rank[model],
             "epochs": int(history["epoch"].max()),
             "best epoch": int(best["epoch"]),
             "best valid acc": float(best["valid_acc"]),

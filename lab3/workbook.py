@@ -206,16 +206,21 @@ def run_workbook(
     checked before the run folder exists. `kernel_name` defaults to the notebooks' own
     kernelspec (python3, which jupyter_client starts with this interpreter).
     """
-    from lab3.data.layouts import load_layout
+    from lab3.config import make_config
+    from lab3.engine.data import check_trainable
 
     if isinstance(models, str):
         models = models.split(",")
     models = _check_arguments(profile, models)
     sources = _sources(notebooks_dir)
-    data_dir = load_layout(data).root  # a bad data folder fails here, in seconds
-    kernel = _kernel(kernel_name, sources)
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1, not {nproc}")
+    # a bad data folder (unknown layout, one class, fewer images than a batch) fails here, in
+    # seconds, with each depth's settings as notebook 04 will make them
+    for model in models:
+        layout = check_trainable(make_config(profile, model=model, data=str(data)), nproc)
+    data_dir = layout.root
+    kernel = _kernel(kernel_name, sources)
     run = new_run_folder(out)
     record: dict[str, Any] = {
         "data": str(data_dir),

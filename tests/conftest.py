@@ -8,6 +8,17 @@ from pathlib import Path
 
 import pytest
 from builders import write_course_dataset, write_format_samples
+from hypothesis import HealthCheck, settings
+
+# Property tests: few examples by default, so the suite stays minutes on 2 cores;
+# HYPOTHESIS_PROFILE=thorough runs many more (before a release, or hunting a bug).
+settings.register_profile(
+    "ci", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Every test process uses its own cache folder, never the user's.
 os.environ.setdefault("LAB3_CACHE", tempfile.mkdtemp(prefix="lab3-test-cache-"))

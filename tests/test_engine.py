@@ -210,7 +210,7 @@ def test_bad_checkpoints_and_test_csvs(
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     assert main(["predict", "--checkpoint", str(junk), "--out", str(tmp_path / "s.csv")]) == 2
-    assert "junk.pt: not a readable lab3 checkpoint" in capsys.readouterr().err
+    assert f"not a lab3 checkpoint: {junk}" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
 
 

@@ -212,3 +212,78 @@ def test_training_setup_shows_the_epochs_each_depth_trained() -> None:
     assert table.loc["epochs trained"].tolist() == ["75", "2"]
     assert table.loc["epochs"].tolist() == [str(TrainConfig.epochs)] * 2
     assert "min_steps" in table.index and "precise_bn" in table.index
+
+
+# ---------------------------------------------------------------------------------------------
+# The report ranks what it measured: the table, the headline, the discussion and notebook 05's
+# misclassified figure name the same winner, the depth of highest test accuracy.
+
+
+def _named_in_headline(text: str) -> list[str]:
+    names = {"ResNet18": "resnet18", "ResNet50": "resnet50", "ResNet152": "resnet152"}
+    head = text.split("(")[0]  # the winner or the tied depths come before the first bracket
+    return [model for name, model in names.items() if f"{name}," in head or f"{name} " in head]
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "expected"),
+    [
+        ({"resnet18": 0.80, "resnet50": 0.85, "resnet152": 0.90}, ["resnet152"]),  # deepest wins
+        ({"resnet18": 0.90, "resnet50": 0.85, "resnet152": 0.80}, ["resnet18"]),
+        ({"resnet18": 0.80, "resnet50": 0.90, "resnet152": 0.85}, ["resnet50"]),
+        ({"resnet18": 0.85, "resnet50": 0.90, "resnet152": 0.90}, ["resnet50", "resnet152"]),
+        ({"resnet18": 0.90, "resnet50": 0.85, "resnet152": 0.90}, ["resnet18", "resnet152"]),
+        ({"resnet18": 0.90, "resnet50": 0.90, "resnet152": 0.90}, ["resnet18", "resnet50",
+                                                                   "resnet152"]),
+    ],
+)  # fmt: skip
+def test_table_headline_and_discussion_name_the_depth_of_highest_test_accuracy(
+    accuracies: dict[str, float], expected: list[str]
+) -> None:
+    from lab3.results import highest_accuracy_table, ranks, winners
+
+    results = {m: _result(m, a) for m, a in accuracies.items()}
+    # the best validation epoch disagrees with the test ranking: the test split ranks
+    results["resnet18"].history["valid_acc"] = [0.99, 0.6, 0.6, 0.6]
+    assert winners(results) == expected
+    table = highest_accuracy_table(results)
+    column = "rank (test acc)"
+    assert table.columns[0] == column
+    best = max(accuracies.values())
+    expected_ranks = {m: 1 + sum(b > a for b in accuracies.values()) for m, a in accuracies.items()}
+    assert ranks(results) == expected_ranks
+    assert table[column].tolist() == [expected_ranks[m] for m in accuracies]
+    assert table.index[table[column] == 1].tolist() == [
+        {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet152": "ResNet152"}[m]
+        for m in expected
+    ]
+    assert table.loc[table[column] == 1, "test acc (best.pt)"].tolist() == [best] * len(expected)
+
+    text = headline(results)
+    assert _named_in_headline(text) == expected, text
+    assert f"**{pct_text(best)}" in text or f", {pct_text(best)}**" in text
+    first = _points(discussion(results))[0]
+    named = first.split(" reached")[0].split(" tie for")[0]
+    for model in accuracies:
+        pretty = {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet152": "ResNet152"}[model]
+        assert (pretty in named) == (model in expected), first
+    assert ("tie for the highest" in first) == (len(expected) > 1)
+
+
+def pct_text(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def test_the_notebook_picks_its_winner_with_the_shared_ranking() -> None:
+    """Notebook 05's misclassified figure shows the depth the report calls best: it ranks with
+    `results.winners`, not a max(...) of its own."""
+    import json
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "05_evaluation_and_report.ipynb"
+    code = "\n".join(
+        "".join(cell["source"])
+        for cell in json.loads(notebook.read_text())["cells"]
+        if cell["cell_type"] == "code"
+    )
+    assert "winner = results.winners(evaluated)[0]" in code
+    assert "max(evaluated" not in code and "sorted(evaluated" not in code

@@ -50,6 +50,7 @@ DEFAULT_VALID = 300
 DEFAULT_TEST = 200
 DEFAULT_OUT = Path("data/synthetic")
 DEFAULT_SIZE = 450
+MIN_SIZE = 32  # smaller frames lose the cell's cues, and ResNet's five halvings leave nothing
 
 SPLITS = ("train", "valid", "test")
 TEST_CSV_NAMES = ("resnet_18_test.csv", "resnet_50_test.csv", "resnet_152_test.csv")
@@ -450,11 +451,35 @@ def _render_task(task: tuple[int, str, int, int, SubjectStyle, int, str]) -> Non
     Image.fromarray(img).save(dest, format="BMP")
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+def holds_dataset(folder: Path) -> bool:
+    """Whether `folder` holds a dataset in the course layout (what `synth` writes)."""
+    return (folder / "train.csv").is_file()
+
+
+def _check_out(out: Path, force: bool = False) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError("exists and is not a folder; choose another --out folder", out)
+    if holds_dataset(out):
+        if not force:
+            raise UserError(
+                "already holds a dataset; pass --force to replace it or choose another --out", out
+            )
+        return
+    if any(out.iterdir()):
         raise UserError(
             "already exists and is not empty; delete it or choose another --out folder", out
         )
+
+
+def check_request(train: int, valid: int, test: int, size: int) -> None:
+    """Refuse counts and sizes that would make a dataset nothing can train on, before writing."""
+    for name, n in (("train", train), ("valid", valid), ("test", test)):
+        if int(n) < 1:
+            raise UserError(f"--{name} must be at least 1 image, not {n}")
+    if int(size) < MIN_SIZE:
+        raise UserError(f"--size must be at least {MIN_SIZE} pixels, not {size}")
 
 
 def _run_tasks(tasks: list, workers: int, progress: bool) -> None:
@@ -480,14 +505,17 @@ def write_synthetic_dataset(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Generate the dataset in the course layout at `out`; return its metadata table.
 
     Everything is built in a hidden sibling folder and renamed into place at the end, so an
-    interrupted run never leaves a half-written dataset at `out`.
+    interrupted run never leaves a half-written dataset at `out`. With `force`, a dataset
+    already at `out` is replaced (only once the new one is complete); other files never are.
     """
     out = Path(out)
-    _check_out(out)
+    check_request(train, valid, test, size)
+    _check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     plan = plan_dataset(train, valid, test, seed)
     styles = {s.subject: s for s in make_subjects(seed)}
@@ -501,10 +529,16 @@ def write_synthetic_dataset(
         ]
         _run_tasks(tasks, workers or os.cpu_count() or 1, progress)
         _write_csvs(tmp, plan, seed)
-        _check_out(out)  # someone may have filled it meanwhile
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
+        _check_out(out, force)  # someone may have filled it meanwhile
+        if out.exists() and holds_dataset(out):  # --force: swap the old dataset out, then drop it
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

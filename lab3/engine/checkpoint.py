@@ -29,12 +29,20 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError("checkpoint not found; pass the best.pt or last.pt of a training run", path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged or foreign file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"not a readable lab3 checkpoint ({first[:120]})", path) from None
+    except Exception:  # torch raises many types, with long texts, for a damaged or foreign file
+        raise not_a_checkpoint(path) from None
     if not isinstance(state, dict) or "model" not in state or "arch" not in state:
-        raise UserError("not a lab3 checkpoint (no model weights and architecture in it)", path)
+        raise not_a_checkpoint(path)
     return state
+
+
+def not_a_checkpoint(path: Path) -> UserError:
+    """Our own line for a file torch cannot read as a lab3 checkpoint (never torch's text)."""
+    err = UserError(
+        f"not a lab3 checkpoint: {path} (pass the best.pt or last.pt of a training run)"
+    )
+    err.path = path
+    return err
 
 
 def model_from_state(state: dict[str, Any], path: str | Path) -> nn.Module:

@@ -13,8 +13,43 @@ from lab3.data.layouts import Layout, load_layout
 from lab3.data.loader import DeviceLoader
 from lab3.data.preprocess import Augment, Pipeline
 from lab3.engine.distributed import Distributed
+from lab3.errors import UserError
 
 GPU_CACHE_FRACTION = 0.3  # hold the whole cache on the GPU when it takes at most this much memory
+
+
+def split_rows(layout: Layout, config: TrainConfig, split: str) -> np.ndarray:
+    """The table rows of one split; `train_limit` keeps a seeded subset of the training rows."""
+    rows = np.flatnonzero((layout.table["split"] == split).to_numpy())
+    if split == "train" and config.train_limit:
+        rng = np.random.default_rng(config.seed)
+        rows = np.sort(rng.permutation(rows)[: config.train_limit])
+    return rows
+
+
+def check_trainable(config: TrainConfig, world_size: int = 1) -> Layout:
+    """Refuse, before anything is written, a data folder this config cannot train on: one
+    class only among the training images, or fewer of them than one (global) batch needs."""
+    layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
+    rows = split_rows(layout, config, "train")
+    labels = layout.table["label"].to_numpy()[rows]
+    classes = sorted({int(label) for label in labels if label >= 0})
+    if len(classes) < 2:
+        held = f"label {classes[0]} only" if classes else "no labels"
+        raise UserError(
+            f"the training images hold one class only ({held}); training needs images of at "
+            "least two classes",
+            layout.root,
+        )
+    batch = config.batch_size * max(world_size, 1)
+    if len(rows) < batch:
+        per = f" ({config.batch_size} x {world_size} processes)" if world_size > 1 else ""
+        raise UserError(
+            f"{len(rows)} training images, fewer than one batch of {batch}{per} needs; lower "
+            "--batch-size or add images",
+            layout.root,
+        )
+    return layout
 
 
 @dataclass
@@ -29,11 +64,7 @@ class PreparedData:
     group: Distributed = Distributed()  # loaders serve this process's shard
 
     def rows(self, split: str) -> np.ndarray:
-        rows = np.flatnonzero((self.layout.table["split"] == split).to_numpy())
-        if split == "train" and self.config.train_limit:
-            rng = np.random.default_rng(self.config.seed)
-            rows = np.sort(rng.permutation(rows)[: self.config.train_limit])
-        return rows
+        return split_rows(self.layout, self.config, split)
 
     def has_labels(self, split: str) -> bool:
         rows = self.rows(split)

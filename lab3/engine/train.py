@@ -34,7 +34,7 @@ from lab3.config import TrainConfig
 from lab3.data.loader import DeviceLoader
 from lab3.engine import distributed
 from lab3.engine.checkpoint import load_weights, read_checkpoint, save_checkpoint
-from lab3.engine.data import PreparedData, prepare_data
+from lab3.engine.data import PreparedData, check_trainable, prepare_data
 from lab3.engine.distributed import Distributed
 from lab3.engine.evaluate import evaluate_loader
 from lab3.engine.step import TrainStep
@@ -360,6 +360,7 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
 def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distributed) -> RunResult:
     progress = group.is_main and (sys.stderr.isatty() if progress is None else progress)
     config.world_size = group.world_size
+    check_trainable(config, group.world_size)  # a data folder it cannot train on: nothing written
     run = RunFolder(group.run_on_main(lambda: RunFolder.create(config, resume).path), group.is_main)
     previous = group.run_on_main(lambda: read_checkpoint(run.path / "last.pt")) if resume else None
     if previous is not None:

@@ -1,0 +1,158 @@
+"""Every flag of every command reaches the function that acts on it, with the value given.
+
+The functions the command line calls are replaced by recorders, so each check takes
+milliseconds; what each function then does with the value is tested where tests/README.md says.
+`lab3 train`'s flags are TrainConfig fields: tests/test_options.py checks them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from lab3 import cli
+
+
+class Called(Exception):
+    """Raised by a recorder: the command got as far as the function it calls."""
+
+
+def _recorder(calls: list[dict[str, Any]], names: tuple[str, ...]):
+    def record(*args: Any, **kwargs: Any) -> Any:
+        calls.append({**dict(zip(names, args, strict=False)), **kwargs})
+        raise Called
+
+    return record
+
+
+def _run(argv: list[str]) -> None:
+    with pytest.raises(Called):
+        cli.main(argv)
+
+
+def test_synth_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab3.data import synthetic
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(synthetic, "write_synthetic_dataset", _recorder(calls, ("out",)))
+    out = tmp_path / "d"
+    argv = ["synth", "--out", str(out), "--train", "5", "--valid", "4", "--test", "3"]
+    _run([*argv, "--size", "64", "--seed", "9", "--force"])
+    assert calls[-1] == {
+        "out": out, "train": 5, "valid": 4, "test": 3, "size": 64, "seed": 9, "force": True
+    }  # fmt: skip
+    _run(["synth", "--out", str(out)])
+    assert calls[-1]["force"] is False and calls[-1]["size"] == 450 and calls[-1]["seed"] == 0
+    assert (calls[-1]["train"], calls[-1]["valid"], calls[-1]["test"]) == (
+        synthetic.DEFAULT_TRAIN,
+        synthetic.DEFAULT_VALID,
+        synthetic.DEFAULT_TEST,
+    )
+
+
+def test_data_summary_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab3.data import summary
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(summary, "dataset_summary", _recorder(calls, ("data",)))
+    _run(["data", "summary", "--data", "d", "--image-size", "96", "--preprocess", "equalize"])
+    assert calls[-1] == {"data": "d", "image_size": 96, "preprocess": "equalize"}
+
+
+def test_evaluate_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab3.engine import evaluate
+
+    calls: list[dict[str, Any]] = []
+    names = ("checkpoint", "data", "split")
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", _recorder(calls, names))
+    _run(["evaluate", "--checkpoint", "c.pt", "--data", "d", "--split", "test", "--tta", "4",
+          "--device", "cpu"])  # fmt: skip
+    assert calls[-1] == {"checkpoint": "c.pt", "data": "d", "split": "test", "tta": 4,
+                         "device": "cpu"}  # fmt: skip
+    _run(["evaluate", "--checkpoint", "c.pt"])
+    assert calls[-1] == {"checkpoint": "c.pt", "data": None, "split": "valid", "tta": None,
+                         "device": "auto"}  # fmt: skip
+
+
+def test_predict_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab3 import submission
+    from lab3.engine import evaluate
+
+    calls: list[dict[str, Any]] = []
+    frame = pd.DataFrame({"ID": ["a.bmp", "b.bmp"], "label": [0, 1]})
+
+    def predicted(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        calls.append(
+            {**dict(zip(("checkpoint", "data", "test_csv"), args, strict=False)), **kwargs}
+        )
+        return frame
+
+    monkeypatch.setattr(evaluate, "predict_submission", predicted)
+    monkeypatch.setattr(submission, "write_submission", _recorder(calls, ("frame", "out")))
+    out = tmp_path / "s.csv"
+    _run(["predict", "--checkpoint", "c.pt", "--data", "d", "--test-csv", "t.csv", "--out",
+          str(out), "--tta", "8", "--device", "cpu"])  # fmt: skip
+    assert calls[0] == {"checkpoint": "c.pt", "data": "d", "test_csv": "t.csv", "tta": 8,
+                        "device": "cpu"}  # fmt: skip
+    assert calls[1]["frame"] is frame and calls[1]["out"] == out
+
+
+def test_score_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab3 import submission
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(submission, "score", _recorder(calls, ("submission", "truth")))
+    _run(["score", "s.csv", "--truth", "t.csv"])
+    assert calls[-1] == {"submission": "s.csv", "truth": "t.csv"}
+
+
+def test_run_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab3 import workbook
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(workbook, "run_workbook", _recorder(calls, ()))
+    monkeypatch.setattr(workbook, "resume_workbook", _recorder(calls, ("resume",)))
+    _run(["run", "--data", "d", "--profile", "tiny", "--models", "resnet18", "--out", "o",
+          "--nproc", "2"])  # fmt: skip
+    assert calls[-1] == {"data": "d", "profile": "tiny", "models": "resnet18", "out": "o",
+                         "nproc": 2}  # fmt: skip
+    _run(["run"])
+    assert calls[-1] == {**cli.RUN_DEFAULTS, "out": None}
+    _run(["run", "--resume", "r"])
+    assert calls[-1] == {"resume": "r"}
+
+
+def test_demo_and_report_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab3 import report, results
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(results, "demo", _recorder(calls, ("run", "data", "device")))
+    monkeypatch.setattr(report, "build_report", _recorder(calls, ("run",)))
+    _run(["demo", "--run", "r", "--data", "d", "--device", "cpu"])
+    assert calls[-1] == {"run": "r", "data": "d", "device": "cpu"}
+    _run(["demo"])
+    assert calls[-1] == {"run": "outputs/latest", "data": None, "device": "auto"}
+    _run(["report", "--run", "r"])
+    assert calls[-1] == {"run": Path("r")}
+
+
+def test_bench_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab3 import bench
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(bench, "run_bench", _recorder(calls, ("settings", "command")))
+    argv = ["bench", "--device", "cpu", "--models", "resnet18,resnet50", "--data", "d",
+            "--image-size", "64", "--batch-size", "16", "--augment", "dihedral", "--images", "7",
+            "--rounds", "2", "--workers", "3", "--profile-steps", "1", "--threads", "2",
+            "--out", "o.json"]  # fmt: skip
+    _run(argv)
+    settings = calls[-1]["settings"]
+    expected = {"device": "cpu", "models": ("resnet18", "resnet50"), "data": "d",
+                "image_size": 64, "batch_size": 16, "augment": "dihedral", "images": 7,
+                "rounds": 2, "workers": 3, "profile_steps": 1, "threads": 2}  # fmt: skip
+    for name, value in expected.items():
+        assert getattr(settings, name) == value, name
+    assert "--out o.json" in calls[-1]["command"], "the recorded command names every option"

@@ -1,0 +1,287 @@
+"""The engine's and the config's small functions against values worked out by hand: loss weights,
+learning-rate factors, the best epoch, the weight average, budgets, profiles, validation and the
+learning rate of several processes. Fast (no model, no data), so mutation runs map to them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lab3.config import PROFILES, TrainConfig, make_config
+from lab3.engine.distributed import scaled_lr
+from lab3.engine.train import WeightAverage, best_of, class_weights, lr_factor
+from lab3.errors import UserError
+
+# ---------------------------------------------------------------------------------------------
+# class_weights
+
+
+def _data(labels: list[int], num_classes: int = 2, train: list[int] | None = None):
+    rows = np.arange(len(labels)) if train is None else np.array(train)
+    other = np.setdiff1d(np.arange(len(labels)), rows)
+    return SimpleNamespace(
+        labels=np.array(labels),
+        rows=lambda split: rows if split == "train" else other,
+        layout=SimpleNamespace(num_classes=num_classes),
+    )
+
+
+def test_class_weights_are_n_over_classes_times_count() -> None:
+    weights = class_weights(_data([0] * 2 + [1] * 6))
+    torch.testing.assert_close(weights, torch.tensor([8 / (2 * 2), 8 / (2 * 6)]))
+    # only the training rows count (valid and test labels do not)
+    weights = class_weights(_data([0, 0, 1, 1, 1, 0, 0, 0], train=[0, 2, 3, 4]))
+    torch.testing.assert_close(weights, torch.tensor([4 / 2, 4 / 6]))
+    # balanced classes weigh 1 each; a class absent from training counts as one image
+    torch.testing.assert_close(class_weights(_data([0, 1, 1, 0])), torch.tensor([1.0, 1.0]))
+    weights = class_weights(_data([0, 0, 0, 1], num_classes=3))
+    torch.testing.assert_close(weights, torch.tensor([5 / 9, 5 / 3, 5 / 3]))
+    assert weights.dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# lr_factor
+
+
+def test_onecycle_factor_at_known_steps() -> None:
+    total = 100  # peak at step 25
+    assert lr_factor(0, total, 0, "onecycle") == pytest.approx(0.04)
+    half_up = 0.04 + 0.96 * (1 - math.cos(math.pi * 12 / 25)) / 2
+    assert lr_factor(12, total, 0, "onecycle") == pytest.approx(half_up)
+    assert lr_factor(25, total, 0, "onecycle") == pytest.approx(1.0)
+    down = 1e-4 + (1 - 1e-4) * (1 + math.cos(math.pi * 25 / 75)) / 2
+    assert lr_factor(50, total, 0, "onecycle") == pytest.approx(down)
+    assert lr_factor(100, total, 0, "onecycle") == pytest.approx(1e-4)
+    steps = [lr_factor(s, total, 0, "onecycle") for s in range(total + 1)]
+    assert all(a < b for a, b in zip(steps[:25], steps[1:26], strict=True)), "rises to the peak"
+    assert all(a > b for a, b in zip(steps[25:-1], steps[26:], strict=True)), "then falls"
+    # a tiny run still has a peak of at least one step
+    assert lr_factor(0, 2, 0, "onecycle") == pytest.approx(0.04)
+    assert lr_factor(1, 2, 0, "onecycle") == pytest.approx(1.0)
+    assert lr_factor(2, 2, 0, "onecycle") == pytest.approx(1e-4), "one decay step"
+
+
+def test_cosine_factor_warms_up_linearly_then_decays() -> None:
+    total, warmup = 110, 10
+    assert [lr_factor(s, total, warmup, "cosine") for s in range(3)] == pytest.approx(
+        [0.1, 0.2, 0.3]
+    )
+    assert lr_factor(9, total, warmup, "cosine") == pytest.approx(1.0)
+    assert lr_factor(10, total, warmup, "cosine") == pytest.approx(1.0)
+    assert lr_factor(60, total, warmup, "cosine") == pytest.approx(0.5)
+    assert lr_factor(110, total, warmup, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(500, total, warmup, "cosine") == pytest.approx(0.0, abs=1e-12), "clamped"
+    assert lr_factor(0, 10, 0, "cosine") == pytest.approx(1.0), "no warm-up"
+    assert lr_factor(5, 10, 0, "cosine") == pytest.approx(0.5)
+    assert lr_factor(2, 2, 1, "cosine") == pytest.approx(0.0, abs=1e-12), "one decay step"
+
+
+# ---------------------------------------------------------------------------------------------
+# best_of
+
+
+def test_best_of_is_the_first_epoch_of_the_highest_valid_accuracy() -> None:
+    history = [
+        {"epoch": 1, "valid_acc": 0.5},
+        {"epoch": 2, "valid_acc": 0.8},
+        {"epoch": 3, "valid_acc": 0.7},
+        {"epoch": 4, "valid_acc": 0.8},
+    ]
+    assert best_of(history) == (2, 0.8)
+    assert best_of([]) == (0, -1.0)
+    assert best_of([{"epoch": 1, "valid_acc": 0.0}]) == (1, 0.0)
+    epoch, accuracy = best_of([{"epoch": np.int64(3), "valid_acc": np.float32(0.5)}])
+    assert type(epoch) is int and type(accuracy) is float
+
+
+# ---------------------------------------------------------------------------------------------
+# WeightAverage (the EMA)
+
+
+def test_weight_average_lerps_floats_copies_counters_and_warms_up() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.99)
+    assert average.model is not model and not average.model.training
+    assert all(not p.requires_grad for p in average.model.parameters())
+    assert all(p.requires_grad for p in model.parameters()), "the model itself still learns"
+    start = {k: v.clone() for k, v in average.model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model[1].num_batches_tracked += 5
+    average.update(model, step=0)  # decay min(0.99, 1 / 10) = 0.1: short runs do not lag
+    current = model.state_dict()
+    for key, value in average.model.state_dict().items():
+        if value.dtype.is_floating_point:
+            torch.testing.assert_close(value, 0.1 * start[key] + 0.9 * current[key])
+        else:
+            assert torch.equal(value, current[key]), key
+    before = {k: v.clone() for k, v in average.model.state_dict().items()}
+    average.update(model, step=10_000)  # decay min(0.99, 10001 / 10010) = 0.99
+    for key, value in average.model.state_dict().items():
+        if value.dtype.is_floating_point:
+            torch.testing.assert_close(value, 0.99 * before[key] + 0.01 * current[key])
+
+
+# ---------------------------------------------------------------------------------------------
+# config: budgets, profiles, validation
+
+
+def test_planned_epochs() -> None:
+    config = TrainConfig(epochs=3, min_steps=10)
+    assert config.planned_epochs(4) == 3, "ceil(10 / 4) = 3"
+    assert config.planned_epochs(3) == 4, "ceil(10 / 3) = 4"
+    assert config.planned_epochs(100) == 3
+    assert config.planned_epochs(0) == 10, "steps per epoch floored at 1"
+    assert TrainConfig(epochs=2, min_steps=0).planned_epochs(1) == 2
+
+
+def test_profile_values_and_per_model_tables() -> None:
+    quick18 = make_config("quick", model="resnet18")
+    assert quick18.epochs == PROFILES["quick"]["epochs"]["resnet18"] == 10
+    assert quick18.min_steps == 300 and quick18.batch_size == 32 and quick18.tta == 8
+    quick152 = make_config("quick", model="resnet152")
+    assert (quick152.epochs, quick152.min_steps) == (6, 220)
+    full = make_config("full", model="resnet50")
+    assert (full.epochs, full.min_steps, full.ema, full.image_size) == (40, 1000, 0.999, 224)
+    assert make_config() == make_config("quick"), "quick is the default profile"
+    tiny = make_config("tiny")
+    assert (tiny.epochs, tiny.batch_size, tiny.train_limit, tiny.profile) == (1, 16, 64, "tiny")
+    # explicit settings win, None leaves the profile's
+    assert make_config("quick", model="resnet18", epochs=None).epochs == 10
+    assert make_config("quick", model="resnet18", epochs=3, lr=0.1).lr == 0.1
+    assert make_config("full", model="resnet50").profile == "full"
+
+
+def test_unknown_names_list_the_known_ones() -> None:
+    from lab3.config import MODEL_NAMES
+
+    with pytest.raises(UserError) as err:
+        make_config("huge")
+    assert str(err.value) == f"unknown profile 'huge'; choose one of {', '.join(PROFILES)}"
+    with pytest.raises(UserError) as err:
+        make_config("quick", model="resnet19")
+    assert str(err.value).endswith(f"choose one of {', '.join(MODEL_NAMES)}")
+    with pytest.raises(UserError) as err:
+        make_config("quick", colour=1)
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(TrainConfig)))
+    assert str(err.value) == f"unknown setting 'colour'; known: {known}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"model": "resnet19"}, "unknown model 'resnet19'"),
+        ({"colour": 1}, "unknown setting 'colour'"),
+        ({"schedule": "step"}, "schedule must be one of onecycle, cosine"),
+        ({"class_balance": "oversample"}, "class_balance must be one of none, weights, sampler"),
+        ({"split_mode": "patient"}, "split_mode must be one of random, stratified, subject"),
+        ({"device": "tpu"}, "device must be one of auto, cpu, cuda"),
+        ({"epochs": 0}, "epochs must be at least 1, not 0"),
+        ({"batch_size": 0}, "batch_size must be at least 1, not 0"),
+        ({"image_size": -1}, "image_size must be at least 1, not -1"),
+        ({"tta": 0}, "tta must be at least 1, not 0"),
+        ({"tta": 9}, "tta must be between 1 and 8 dihedral views, not 9"),
+        ({"min_steps": -1}, "min_steps must be 0 or more, not -1"),
+        ({"precise_bn": -2}, "precise_bn must be 0 or more, not -2"),
+    ],
+)
+def test_bad_settings_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        make_config("quick", **overrides)
+    assert message in str(err.value)
+
+
+def test_edge_settings_are_accepted() -> None:
+    config = make_config("quick", epochs=1, batch_size=1, image_size=1, tta=8, min_steps=0,
+                         precise_bn=0)  # fmt: skip
+    assert (config.epochs, config.tta, config.min_steps) == (1, 8, 0)
+    assert make_config("quick", tta=1).tta == 1
+
+
+def test_config_round_trip_and_read(tmp_path) -> None:
+    config = make_config("full", model="resnet50", seed=4)
+    config.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == config == TrainConfig.read(tmp_path / "c.json")
+    values = {**config.to_dict(), "retired_setting": 1}
+    assert TrainConfig.from_dict(values) == config, "unknown keys of older runs are dropped"
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(UserError, match="cannot read a config"):
+        TrainConfig.read(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"lr": 1}')
+    with pytest.raises(UserError, match="not a lab3 config.json"):
+        TrainConfig.read(tmp_path / "other.json")
+    with pytest.raises(UserError, match="cannot read a config"):
+        TrainConfig.read(tmp_path / "missing.json")
+    assert set(config.to_dict()) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@pytest.mark.parametrize(
+    ("value", "auto", "expected"),
+    [("on", False, True), ("bf16", False, True), ("off", True, False), ("auto", True, True),
+     ("auto", False, False)],
+)  # fmt: skip
+def test_switches(value: str, auto: bool, expected: bool, monkeypatch) -> None:
+    monkeypatch.setattr(TrainConfig, "_fast_bf16", lambda self: auto)
+    config = TrainConfig(amp=value, channels_last=value, device="cpu")
+    assert config.use_amp() is expected and config.use_channels_last() is expected
+    with pytest.raises(UserError, match="amp must be auto, on or off, not 'maybe'"):
+        TrainConfig(amp="maybe", device="cpu").use_amp()
+
+
+def test_scaled_lr() -> None:
+    assert scaled_lr(0.1, 1, "sgd") == 0.1
+    assert scaled_lr(0.1, 0, "sgd") == 0.1
+    assert scaled_lr(0.1, 4, "sgd") == pytest.approx(0.4), "SGD: linear in the global batch"
+    assert scaled_lr(0.1, 4, "adamw") == pytest.approx(0.2), "AdamW: by the square root"
+    assert scaled_lr(0.1, 2, "adamw") == pytest.approx(0.1 * math.sqrt(2))
+
+
+def test_config_read_errors_name_the_file_and_the_cause(tmp_path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(UserError) as err:
+        TrainConfig.read(bad)
+    assert (
+        str(err.value) == f"{bad}: cannot read a config (JSONDecodeError); pass a run's config.json"
+    )
+    assert err.value.path == bad
+    with pytest.raises(UserError) as err:
+        TrainConfig.read(tmp_path / "none.json")
+    assert "(FileNotFoundError)" in str(err.value) and err.value.path == tmp_path / "none.json"
+    other = tmp_path / "other.json"
+    other.write_text("[1, 2]")
+    with pytest.raises(UserError) as err:
+        TrainConfig.read(other)
+    assert str(err.value) == f"{other}: not a lab3 config.json (no model in it); pass a run's one"
+
+
+@pytest.mark.parametrize("name", ["amp", "channels_last", "compile"])
+def test_a_bad_switch_names_itself(name: str) -> None:
+    config = TrainConfig(device="cpu", **{name: "maybe"})
+    use = {"amp": config.use_amp, "channels_last": config.use_channels_last,
+           "compile": config.use_compile}[name]  # fmt: skip
+    with pytest.raises(UserError) as err:
+        use()
+    assert str(err.value) == f"{name} must be auto, on or off, not 'maybe'"
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_resolved_device(gpu: bool, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert TrainConfig(device="auto").resolved_device() == torch.device("cuda" if gpu else "cpu")
+    assert TrainConfig(device="cpu").resolved_device() == torch.device("cpu")
+    assert TrainConfig(compile="auto", device="auto").use_compile() is gpu
+    if gpu:
+        assert TrainConfig(device="cuda").resolved_device() == torch.device("cuda")
+    else:
+        with pytest.raises(UserError) as err:
+            TrainConfig(device="cuda").resolved_device()
+        assert str(err.value) == (
+            "--device cuda asked for, but no CUDA GPU is visible; use --device cpu"
+        )
