@@ -25,9 +25,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train one ResNet; writes a run folder with history and checkpoints"
     )
-    p.add_argument("--model", choices=MODEL_NAMES)
+    p.add_argument(
+        "--model",
+        help=f"{', '.join(MODEL_NAMES)}; or torchvision:<name> (outside the course's rules)",
+    )
     p.add_argument("--data", help="dataset folder (default: data/synthetic)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument(
+        "--init",
+        help="initial weights: scratch (default, the course's rule), imagenet (torchvision's, "
+        "from $TORCH_HOME's hub cache), or a state dict / checkpoint path",
+    )
     p.add_argument(
         "--config", help="start from a saved config.json (a run's settings); flags override it"
     )
