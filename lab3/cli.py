@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=int)
     p.add_argument("--size", type=int, default=450)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--kind",
+        choices=("leukemia", "retinopathy"),
+        default="leukemia",
+        help="leukemia: the course's cells (default); retinopathy: the earlier edition's five "
+        "grades of fundus-like images (out default data/retinopathy, 256 px, no --valid)",
+    )
 
     p = sub.add_parser("data", help="inspect a dataset folder")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -252,6 +259,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    if args.kind == "retinopathy":
+        return _synth_retinopathy(args)
     from lab3.data import synthetic
 
     counts = {
@@ -266,6 +275,21 @@ def _synth(args: argparse.Namespace) -> int:
         f"wrote {len(meta)} images to {args.out} "
         f"({counts['train']}/{counts['valid']}/{counts['test']})"
     )
+    return 0
+
+
+def _synth_retinopathy(args: argparse.Namespace) -> int:
+    from lab3.data import synthetic_retinopathy as retinopathy
+
+    if args.valid is not None:
+        raise UserError("the retinopathy layout has no valid split of its own; drop --valid")
+    out = Path(args.out if args.out != "data/synthetic" else retinopathy.DEFAULT_OUT)
+    train = args.train if args.train is not None else retinopathy.DEFAULT_TRAIN
+    test = args.test if args.test is not None else retinopathy.DEFAULT_TEST
+    size = args.size if args.size != 450 else retinopathy.DEFAULT_SIZE
+    plan = retinopathy.write_retinopathy_dataset(out, train, test, size=size, seed=args.seed)
+    grades = plan["label"].value_counts().sort_index().to_dict()
+    print(f"wrote {len(plan)} fundus images to {out} ({train}/{test}; grades {grades})")
     return 0
 
 

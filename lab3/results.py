@@ -147,6 +147,7 @@ METRIC_COLUMNS = {
     "weighted_f1": "weighted F1",
     "sensitivity": "sensitivity",
     "specificity": "specificity",
+    "kappa_quadratic": "kappa (quadratic)",
     "roc_auc": "ROC-AUC",
 }
 
@@ -162,7 +163,11 @@ def metrics_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
             row["TTA views"] = int(evaluation.metrics.get("tta_views", 1))
             row["images"] = int(evaluation.metrics.get("n", len(evaluation.predictions.labels)))
             rows.append(row)
-    return pd.DataFrame(rows).set_index(["model", "split"])
+    # a metric no evaluation has (sensitivity of a 5-grade task, kappa of a 2-class one) is
+    # left out rather than shown as a column of blanks
+    frame = pd.DataFrame(rows).set_index(["model", "split"])
+    optional = ["sensitivity", "specificity", "kappa (quadratic)"]
+    return frame.drop(columns=[c for c in optional if frame[c].isna().all()])
 
 
 def confusions(results: Mapping[str, ModelResults], split: str) -> dict[str, np.ndarray]:
