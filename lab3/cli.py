@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue this interrupted or killed run with its own settings",
     )
     p.add_argument("--nproc", type=int, help="processes training each depth (torchrun, DDP)")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="also train each depth from ImageNet weights and compare (outside the course's "
+        "rules; reported apart from its tables)",
+    )
 
     p = sub.add_parser(
         "demo", help="the course demo: each depth's trained weights loaded and evaluated"
@@ -246,7 +252,9 @@ def _run(args: argparse.Namespace) -> int:
     from lab3.workbook import resume_workbook, run_workbook
 
     if args.resume:
-        given = [f"--{name}" for name in (*RUN_DEFAULTS, "out") if getattr(args, name)]
+        given = [
+            f"--{name}" for name in (*RUN_DEFAULTS, "out", "pretrained") if getattr(args, name)
+        ]
         if given:
             raise UserError(
                 f"--resume continues a run with its own settings; drop {', '.join(given)}"
@@ -254,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
         resume_workbook(args.resume)
         return 0
     settings = {name: getattr(args, name) or default for name, default in RUN_DEFAULTS.items()}
-    run_workbook(**settings, out=args.out)
+    run_workbook(**settings, out=args.out, pretrained=args.pretrained)
     return 0
 
 

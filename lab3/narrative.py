@@ -18,7 +18,7 @@ from lab3.exploration import class_name, subjects_per_split
 from lab3.formatting import join_names, pct
 from lab3.metrics import standard_error
 from lab3.plots import pretty_model_name
-from lab3.results import ModelResults, report_split
+from lab3.results import ModelResults, init_weights_of, report_split
 
 METADATA_CSV = "metadata.csv"  # path,label,split,subject: written by `lab3 synth`
 
@@ -321,3 +321,41 @@ def discussion(
         + "."
     )
     return "\n".join(f"- {p}" for p in points)
+
+
+def pretrained_text(
+    scratch: Mapping[str, ModelResults], pretrained: Mapping[str, ModelResults]
+) -> str:
+    """The section on the depths trained from ImageNet weights: that it is outside the course's
+    rules, where the weights came from, and each depth's accuracy both ways."""
+    split = report_split({**scratch, **pretrained})
+    files = [init_weights_of(r) for r in pretrained.values()]
+    parts = [
+        "**These runs are outside the course's rules**, which forbid pretrained weights: each "
+        "depth is trained again, with the same recipe, from ImageNet weights (torchvision's, "
+        "loaded strictly into the same ResNets written for this lab, only the classifier head "
+        "replaced for the task's classes; inputs normalised with ImageNet's mean and std). "
+        "They are kept out of every table of the course's from-scratch models above."
+    ]
+    if any(f is not None and not f.get("published", False) for f in files):
+        names = ", ".join(sorted({f["file"] for f in files if f is not None}))
+        parts.append(
+            f"The weights files in torch's cache ({names}) are **not torchvision's published "
+            "ones** (their SHA-256 does not match the name): stand-ins placed there because no "
+            "download was possible, so this comparison shows the machinery, not what ImageNet "
+            "pretraining is worth."
+        )
+    pairs = []
+    for name, result in pretrained.items():
+        depth = name.removesuffix("-imagenet")
+        if depth not in scratch:
+            continue
+        before = scratch[depth].evaluations[split].metrics["accuracy"]
+        after = result.evaluations[split].metrics["accuracy"]
+        pairs.append(
+            f"{pretty_model_name(depth)} {pct(before)} from scratch, {pct(after)} from ImageNet "
+            f"weights ({100 * (after - before):+.1f} points)"
+        )
+    if pairs:
+        parts.append(f"Best checkpoints on the {split} split: " + "; ".join(pairs) + ".")
+    return " ".join(parts)

@@ -198,9 +198,9 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
                 by_section[tag].append(kept)
 
     # One HTML block without blank lines, or markdown closes the <div> before its content.
-    heading = report_title(run_dir)
+    report_heading = report_title(run_dir)
     title = (
-        f'<div class="report-title"><h1>{html.escape(heading)}</h1>'
+        f'<div class="report-title"><h1>{html.escape(report_heading)}</h1>'
         f"<p>Run <code>{html.escape(run_dir.resolve().name)}</code> · {_run_date(notebooks)}</p>"
         "</div>"
     )
@@ -219,7 +219,7 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
     if kernelspec:
         report.metadata["kernelspec"] = copy.deepcopy(kernelspec)
     report.metadata["language_info"] = {"name": "python"}
-    report.metadata["title"] = heading
+    report.metadata["lab3_title"] = report_heading
     return report
 
 
@@ -258,7 +258,7 @@ def render_html(
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(report.metadata.get('title', REPORT_TITLE))}</title>\n"
+        f"<title>{html.escape(report.metadata.get('lab3_title', REPORT_TITLE))}</title>\n"
         f"<style>{REPORT_CSS}</style>\n</head>\n"
         f'<body>\n<main class="report">\n{body}\n</main>\n</body>\n</html>\n'
     )

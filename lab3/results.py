@@ -6,6 +6,7 @@ and highest-accuracy tables, the Kaggle submissions and the most confident mista
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
 from lab3.formatting import pct
 from lab3.plots import pretty_model_name
-from lab3.run_folder import RECORD, WorkbookPaths, read_record
+from lab3.run_folder import PRETRAINED_SUFFIX, RECORD, WorkbookPaths, pretrained_name, read_record
 from lab3.submission import score, write_submission
 
 
@@ -81,6 +82,31 @@ def evaluate_runs(
             evaluations[split] = loaded.evaluate(split, tta=config.tta)
         results[model] = ModelResults(model, run, config, history, evaluations, loaded)
     return results
+
+
+def evaluate_pretrained(
+    run_dir: str | Path,
+    models: Sequence[str],
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, ModelResults]:
+    """Each depth trained from ImageNet weights (runs/<model>-imagenet, the workbook's
+    `pretrained` parameter), evaluated as the demo evaluates the course's runs; keyed by run
+    name, so its tables never read as the from-scratch depths'."""
+    return evaluate_runs(run_dir, [pretrained_name(m) for m in models], data_dir, device)
+
+
+def histories_by_depth(results: Mapping[str, ModelResults]) -> dict[str, pd.DataFrame]:
+    """Histories keyed by depth ('resnet18-imagenet' -> 'resnet18'), to pair with scratch runs."""
+    return {m.removesuffix(PRETRAINED_SUFFIX): r.history for m, r in results.items()}
+
+
+def init_weights_of(result: ModelResults) -> dict[str, Any] | None:
+    """What result.json records about a run's ImageNet weights file (None when not recorded)."""
+    path = result.run_dir / "result.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("init_weights")
 
 
 def trained_models(run_dir: str | Path) -> tuple[list[str], list[str]]:

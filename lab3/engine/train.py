@@ -42,6 +42,7 @@ from lab3.engine.step import TrainStep
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model, initial_state, load_initial_state, torchvision_name
+from lab3.models.pretrained import imagenet_file_check
 
 # Tests: end a process right after an epoch's checkpoint, as a crash would (`_inject_faults`).
 KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"  # SIGKILL
@@ -136,6 +137,8 @@ class RunFolder:
                     # valid accuracy of the initial weights (none from scratch): a fine-tuned
                     # checkpoint starts where its run ended
                     "init_valid_acc": trainer.init_valid_acc,
+                    # imagenet: the cached file and whether it is torchvision's published one
+                    "init_weights": trainer.init_weights,
                     "best_epoch": best_epoch,
                     "best_valid_acc": best_acc,
                     "epochs_done": len(history),
@@ -183,6 +186,7 @@ def checkpoint_state(trainer: Trainer, history: list[dict[str, Any]]) -> dict[st
         "class_names": list(data.layout.class_names),
         "world_size": trainer.group.world_size,
         "init_valid_acc": trainer.init_valid_acc,
+        "init_weights": trainer.init_weights,
     }
 
 
@@ -281,6 +285,7 @@ class Trainer:
     train_step: TrainStep  # forward, loss, backward, update: the step `lab3 bench` times
     statistics_loader: DeviceLoader | None  # precise BN: training images, unaugmented
     init_valid_acc: float | None = None  # valid accuracy before training, when not from scratch
+    init_weights: dict[str, Any] | None = None  # imagenet: the file, and if it is the published one
 
     @property
     def eval_model(self) -> nn.Module:
@@ -377,6 +382,8 @@ def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distri
         data = _prepare_data_once_per_node(config, progress, group)
         run.save_config(config)
         trainer = _make_trainer(config, data, group, start)
+        if start is not None and config.init == "imagenet":
+            trainer.init_weights = imagenet_file_check(config.model)
     except UserError:
         if created and run.writes:  # nothing trained yet: leave no half-made run folder
             shutil.rmtree(run.path, ignore_errors=True)
@@ -551,6 +558,7 @@ def _restore(
         trainer.average.model.load_state_dict(previous["ema"])
     trainer.schedule.step = int(previous["lr_scheduler"]["step"])
     trainer.init_valid_acc = previous.get("init_valid_acc")
+    trainer.init_weights = previous.get("init_weights")
     torch.set_rng_state(previous["rng"]["torch"])
     return [dict(r) for r in previous["history"]], int(previous["epoch"]) + 1
 

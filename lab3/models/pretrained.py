@@ -18,6 +18,7 @@ torchvision is imported only here, and only when one of these is asked for.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,15 @@ def hub_file(weights: Any) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
 
 
+def fetch_imagenet_weights(model: str, progress: bool = True) -> Path:
+    """The cached ImageNet weights file of `model`, downloaded first where it is missing (one
+    line naming the file and where to put it when that cannot be done)."""
+    path = hub_file(weights_enum(model))
+    if not path.is_file():
+        imagenet_state(model, progress)
+    return path
+
+
 def imagenet_state(model: str, progress: bool = False) -> dict[str, torch.Tensor]:
     """The ImageNet state dict of `model`, from the hub cache or downloaded into it once.
 
@@ -154,6 +164,19 @@ def imagenet_state(model: str, progress: bool = False) -> dict[str, torch.Tensor
                 f"({reason}); put {path.name} (from {weights.url}) at {path}"
             ) from None
     return read_state_dict(path)
+
+
+def imagenet_file_check(model: str) -> dict[str, Any]:
+    """Which file the ImageNet weights came from, and whether it is torchvision's published one:
+    its name carries the first hex digits of the file's SHA-256 (as torch.hub checks them). A
+    stand-in placed in the cache under that name (tests, an offline demo) reads as not matching."""
+    path = hub_file(weights_enum(model))
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    published = path.stem.rsplit("-", 1)[-1]
+    return {"file": path.name, "published": digest.hexdigest().startswith(published)}
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
