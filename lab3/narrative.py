@@ -331,6 +331,7 @@ def pretrained_text(
     split = report_split({**scratch, **pretrained})
     files = [init_weights_of(r) for r in pretrained.values()]
     parts = [
+        "## Beyond the course rules: ImageNet weights\n\n"
         "**These runs are outside the course's rules**, which forbid pretrained weights: each "
         "depth is trained again, with the same recipe, from ImageNet weights (torchvision's, "
         "loaded strictly into the same ResNets written for this lab, only the classifier head "

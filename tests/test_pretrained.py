@@ -8,6 +8,7 @@ download function is replaced by one that fails as an offline machine does.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
+from lab3 import workbook
 from lab3.cli import main
 from lab3.config import make_config
 from lab3.engine.data import prepare_data
@@ -26,6 +28,7 @@ from lab3.errors import UserError
 from lab3.models import IMAGENET_MEAN, build_model, initial_state, load_initial_state
 from lab3.models.pretrained import hub_file, weights_enum
 from lab3.models.reference import realistic_batchnorm
+from lab3.report import build_report
 
 TINY = ["--profile", "tiny", "--image-size", "32", "--train-limit", "32", "--device", "cpu"]
 
@@ -182,3 +185,51 @@ def test_torchvision_imagenet_init_and_unknown_names(tmp_path: Path) -> None:
         make_config("tiny", model="torchvision:fasterrcnn_resnet50_fpn")
     with pytest.raises(UserError, match="unknown"):
         make_config("tiny", model="torchvision:resnet9000")
+
+
+def test_workbook_pretrained_offline_is_one_line_and_no_run_folder(
+    learnable: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="resnet18-f37072fd.pth") as err:
+        workbook.run_workbook(
+            data=learnable, profile="tiny", models=["resnet18"], out=out, pretrained=True
+        )
+    assert len(str(err.value).splitlines()) == 1
+    assert not out.exists()
+
+
+def test_workbook_pretrained_compares_beside_the_course_tables(
+    learnable: Path, tmp_path: Path
+) -> None:
+    place_imagenet_weights("resnet18")  # a stand-in: not torchvision's published file
+    run = workbook.run_workbook(
+        data=learnable, profile="tiny", models=["resnet18"], out=tmp_path / "run", pretrained=True
+    )
+    record = json.loads((run / "runs" / "resnet18-imagenet" / "result.json").read_text())
+    assert record["init"] == "imagenet"
+    assert record["init_weights"] == {"file": "resnet18-f37072fd.pth", "published": False}
+    for name in ("accuracy_scratch_vs_imagenet.png", "confusion_test_imagenet.png"):
+        assert (run / "figures" / name).stat().st_size > 1000
+    build_report(run)
+    page = (run / "report.html").read_text()
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script)\b.*?</\1>", " ", page, flags=re.S))
+    section = text.index("Beyond the course rules: ImageNet weights")
+    assert "These runs are outside the course" in text[section:]
+    assert "not torchvision's published ones" in text[section:]
+    # the ImageNet model shows only in its own section, never in the course's tables
+    assert text.index("ResNet18 (ImageNet)") > section
+    assert text.index("Highest accuracy") < section and text.index("Metrics") < section
+
+
+def test_plan_gives_pretrained_to_04_and_05_only() -> None:
+    steps = workbook.plan(Path("/d"), Path("/r"), "quick", ["resnet18"], pretrained=True)
+    flags = {s.output: s.parameters.get("pretrained") for s in steps}
+    assert flags == {
+        "01_data_exploration.ipynb": None,
+        "02_preprocessing_experiments.ipynb": None,
+        "03_resnet_definitions.ipynb": None,
+        "04_train_resnet18.ipynb": True,
+        "05_evaluation_and_report.ipynb": True,
+    }
+    assert main(["run", "--resume", "/nowhere", "--pretrained"]) == 2
