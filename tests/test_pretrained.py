@@ -233,3 +233,24 @@ def test_plan_gives_pretrained_to_04_and_05_only() -> None:
         "05_evaluation_and_report.ipynb": True,
     }
     assert main(["run", "--resume", "/nowhere", "--pretrained"]) == 2
+
+
+def test_published_file_quirks_load() -> None:
+    """torchvision's older published files: no BatchNorm step counters (saved before PyTorch
+    0.4.1), and DenseNet's old key names ('norm.1'), which torchvision renames when it loads."""
+    reference = torchvision.models.densenet121().eval()
+    old = {
+        re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(\d)\.", r"\1.\2.", k): v
+        for k, v in reference.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    path = hub_file(weights_enum("densenet121"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(old, path)
+    net = build_model("torchvision:densenet121", num_classes=5)
+    note = load_initial_state(net, initial_state("torchvision:densenet121", "imagenet"), "x")
+    assert "head classifier replaced for 5 classes" in note
+    reference.classifier = net.classifier
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), reference(x), atol=1e-5)

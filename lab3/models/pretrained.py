@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -156,14 +157,32 @@ def imagenet_state(model: str, progress: bool = False) -> dict[str, torch.Tensor
     path = hub_file(weights)
     if not path.is_file():
         try:
-            return dict(weights.get_state_dict(progress=progress))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # torch's own download: a temporary file renamed into place once complete
+            torch.hub.download_url_to_file(weights.url, str(path), progress=progress)
         except OSError as err:  # URLError and socket errors: no network, blocked, timed out
             reason = getattr(err, "reason", err)
             raise UserError(
                 f"ImageNet weights for {model} are not in torch's cache and cannot be downloaded "
                 f"({reason}); put {path.name} (from {weights.url}) at {path}"
             ) from None
-    return read_state_dict(path)
+    state = read_state_dict(path)
+    if (torchvision_name(model) or "").startswith("densenet"):
+        state = _densenet_keys(state)
+    return state
+
+
+def _densenet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DenseNet's published files use old key names ('norm.1'); torchvision renames them to
+    today's ('norm1') when it loads them, and so does this."""
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    )
+    renamed = {}
+    for key, value in state.items():
+        match = pattern.match(key)
+        renamed[match.group(1) + match.group(2) if match else key] = value
+    return renamed
 
 
 def imagenet_file_check(model: str) -> dict[str, Any]:
@@ -228,6 +247,12 @@ def load_initial_state(model: nn.Module, state: dict[str, torch.Tensor], source:
     own = model.state_dict()
     head = head_name(model)
     state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
+    # files saved before PyTorch 0.4.1 (torchvision's ResNet and DenseNet weights among them)
+    # have no BatchNorm step counters; torch fills them in from the file's version metadata,
+    # which a plain dict no longer carries, so they start at the model's own (0) here
+    for key in own:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = own[key]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     arch = getattr(model, "arch", type(model).__name__)
