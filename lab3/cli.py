@@ -25,9 +25,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train one ResNet; writes a run folder with history and checkpoints"
     )
-    p.add_argument("--model", choices=MODEL_NAMES)
+    p.add_argument(
+        "--model",
+        help=f"{', '.join(MODEL_NAMES)}; or torchvision:<name> (outside the course's rules)",
+    )
     p.add_argument("--data", help="dataset folder (default: data/synthetic)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument(
+        "--init",
+        help="initial weights: scratch (default, the course's rule), imagenet (torchvision's, "
+        "from $TORCH_HOME's hub cache), or a state dict / checkpoint path",
+    )
     p.add_argument(
         "--config", help="start from a saved config.json (a run's settings); flags override it"
     )
@@ -105,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="replace a dataset already in --out (nothing else)"
     )
+    p.add_argument(
+        "--kind",
+        choices=("leukemia", "retinopathy"),
+        default="leukemia",
+        help="leukemia: the course's cells (default); retinopathy: the earlier edition's five "
+        "grades of fundus-like images (out default data/retinopathy, 256 px, no --valid)",
+    )
 
     p = sub.add_parser("data", help="inspect a dataset folder")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -149,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue this interrupted or killed run with its own settings",
     )
     p.add_argument("--nproc", type=int, help="processes training each depth (torchrun, DDP)")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="also train each depth from ImageNet weights and compare (outside the course's "
+        "rules; reported apart from its tables)",
+    )
 
     p = sub.add_parser(
         "demo", help="the course demo: each depth's trained weights loaded and evaluated"
@@ -234,7 +255,9 @@ def _run(args: argparse.Namespace) -> int:
     from lab3.workbook import resume_workbook, run_workbook
 
     if args.resume:
-        given = [f"--{name}" for name in (*RUN_DEFAULTS, "out") if getattr(args, name)]
+        given = [
+            f"--{name}" for name in (*RUN_DEFAULTS, "out", "pretrained") if getattr(args, name)
+        ]
         if given:
             raise UserError(
                 f"--resume continues a run with its own settings; drop {', '.join(given)}"
@@ -242,11 +265,13 @@ def _run(args: argparse.Namespace) -> int:
         resume_workbook(args.resume)
         return 0
     settings = {name: getattr(args, name) or default for name, default in RUN_DEFAULTS.items()}
-    run_workbook(**settings, out=args.out)
+    run_workbook(**settings, out=args.out, pretrained=args.pretrained)
     return 0
 
 
 def _synth(args: argparse.Namespace) -> int:
+    if args.kind == "retinopathy":
+        return _synth_retinopathy(args)
     from lab3.data import synthetic
 
     counts = {
@@ -261,6 +286,26 @@ def _synth(args: argparse.Namespace) -> int:
         f"wrote {len(meta)} images to {args.out} "
         f"({counts['train']}/{counts['valid']}/{counts['test']})"
     )
+    return 0
+
+
+def _synth_retinopathy(args: argparse.Namespace) -> int:
+    from lab3.data import synthetic_retinopathy as retinopathy
+    from lab3.data.synthetic import MIN_SIZE
+
+    if args.valid is not None:
+        raise UserError("the retinopathy layout has no valid split of its own; drop --valid")
+    if args.force:
+        raise UserError("--force replaces only a leukemia dataset; delete the old folder yourself")
+    out = Path(args.out if args.out != "data/synthetic" else retinopathy.DEFAULT_OUT)
+    train = args.train if args.train is not None else retinopathy.DEFAULT_TRAIN
+    test = args.test if args.test is not None else retinopathy.DEFAULT_TEST
+    size = args.size if args.size != 450 else retinopathy.DEFAULT_SIZE
+    if size < MIN_SIZE:
+        raise UserError(f"--size must be at least {MIN_SIZE} pixels, not {size}")
+    plan = retinopathy.write_retinopathy_dataset(out, train, test, size=size, seed=args.seed)
+    grades = plan["label"].value_counts().sort_index().to_dict()
+    print(f"wrote {len(plan)} fundus images to {out} ({train}/{test}; grades {grades})")
     return 0
 
 

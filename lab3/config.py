@@ -37,6 +37,7 @@ MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 class TrainConfig:
     # what to train, on what, and where the run folder goes
     model: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
+    # or torchvision:<name>, any classifier of torchvision.models (outside the course's rules)
     data: str = "data/synthetic"  # a dataset folder of any known layout
     out: str | None = None  # run folder; default outputs/runs/<model>-<timestamp>
     profile: str = "quick"  # the defaults this config started from (quick | full | tiny)
@@ -57,6 +58,10 @@ class TrainConfig:
     # cumulative average), so they match the weights evaluated; 0 = keep the running averages
     precise_bn: int = 0
     zero_init_residual: bool = True  # last BN of each block starts at 0: blocks start as identity
+    # initial weights: scratch (the course's rule) | imagenet (torchvision's ImageNet weights, from
+    # torch's hub cache under $TORCH_HOME) | a path to a state dict or a lab3 checkpoint. The
+    # normalisation follows: ImageNet's mean/std for imagenet, the dataset's own otherwise.
+    init: str = "scratch"
     # data
     image_size: int = 64  # working resolution (pixels a side)
     preprocess: str = "tightcrop"  # host steps before the cache, e.g. "tightcrop,equalize"
@@ -97,6 +102,12 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def normalisation(self) -> str:
+        """The inputs' normalisation, in words (it follows `init`; see `PreparedData`)."""
+        if self.init == "imagenet":
+            return "ImageNet's mean and std (what the pretrained weights expect)"
+        return "the training split's own mean and std"
 
     def planned_epochs(self, steps_per_epoch: int) -> int:
         """Epochs this run trains: `epochs`, or more where they give fewer than `min_steps`."""
@@ -262,9 +273,15 @@ def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
         )
     model = overrides.get("model", TrainConfig.model)
     if model not in MODEL_NAMES:
-        raise UserError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
-    # a profile's value may be a per-model table (deeper nets cost more per step)
-    values = {k: v[model] if isinstance(v, dict) else v for k, v in PROFILES[profile].items()}
+        from lab3.models import check_model_name
+
+        check_model_name(model)  # a torchvision classifier, or one line naming the choices
+    # a profile's value may be a per-model table (deeper nets cost more per step); models not
+    # in it (torchvision's) get ResNet18's entry
+    values = {
+        k: (v.get(model, v["resnet18"]) if isinstance(v, dict) else v)
+        for k, v in PROFILES[profile].items()
+    }
     values.update(overrides)
     values["profile"] = profile
     config = TrainConfig(**values)
@@ -291,5 +308,7 @@ def _validate(config: TrainConfig) -> None:
     for name in ("min_steps", "precise_bn"):
         if int(getattr(config, name)) < 0:
             raise UserError(f"{name} must be 0 or more, not {getattr(config, name)}")
+    if not str(config.init).strip():
+        raise UserError("init must be scratch, imagenet or the path of a state dict, not empty")
     if not 1 <= config.tta <= 8:
         raise UserError(f"tta must be between 1 and 8 dihedral views, not {config.tta}")

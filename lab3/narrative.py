@@ -18,9 +18,67 @@ from lab3.exploration import class_name, subjects_per_split
 from lab3.formatting import join_names, pct
 from lab3.metrics import standard_error
 from lab3.plots import pretty_model_name
-from lab3.results import ModelResults, ranks, report_accuracy, report_split, winners
+from lab3.results import (
+    ModelResults,
+    init_weights_of,
+    ranks,
+    report_accuracy,
+    report_split,
+    winners,
+)
 
 METADATA_CSV = "metadata.csv"  # path,label,split,subject: written by `lab3 synth`
+
+
+LEUKEMIA_LAB = """## The lab
+
+Acute lymphoblastic leukaemia (ALL) is diagnosed by finding malignant lymphoblasts among a
+patient's white blood cells. The lab's data are microscope images of single, segmented white
+blood cells on a black background, from the C-NMC 2019 challenge, each labelled *normal* (hem,
+label 0) or *blast* (all, label 1). The task is to classify them with **ResNet18, ResNet50 and
+ResNet152**, written from scratch (no model from a library, no pretrained weights) and trained
+from scratch, and to compare the three depths by their accuracy per epoch, their confusion
+matrices and their Kaggle test submissions."""
+
+RETINOPATHY_LAB = """## The lab
+
+Diabetic retinopathy damages the small vessels of the retina. Graders rate a fundus photograph on
+five grades, 0 (none), 1 (mild), 2 (moderate), 3 (severe) and 4 (proliferative), from the
+lesions they see: microaneurysms, haemorrhages, hard exudates and, at grade 4, new vessels. This
+is the earlier edition of the lab: the data are fundus images with one grade each, most of them
+grade 0, and the task is to grade them with ResNets written from scratch and trained from
+scratch, comparing the depths by their accuracy per epoch and their confusion matrices. Because
+the grades are ordered, the edition's grading metric is Cohen's kappa with quadratic weights: a
+mistake costs the square of its distance in grades, so calling grade 4 grade 3 costs far less
+than calling it grade 0."""
+
+
+def is_grading(layout: Layout) -> bool:
+    """Whether the data are the retinopathy edition's five ordered grades (not cells)."""
+    return layout.name == "retinopathy"
+
+
+def lab_description(layout: Layout) -> str:
+    """The lab in one paragraph, in the words of the edition the data belong to."""
+    return RETINOPATHY_LAB if is_grading(layout) else LEUKEMIA_LAB
+
+
+def evaluation_description(num_classes: int) -> str:
+    """What the metrics table holds, in words that fit the number of classes."""
+    if num_classes == 2:
+        return (
+            "From the confusion matrix follow accuracy, balanced accuracy, sensitivity (share of "
+            "blasts found), specificity (share of normal cells recognised), the weighted F1 score "
+            "(the C-NMC challenge's metric) and, from the probabilities, ROC-AUC."
+        )
+    return (
+        f"From the {num_classes}x{num_classes} confusion matrix follow accuracy, balanced "
+        "accuracy (the mean of the per-class recalls, which the majority class cannot inflate), "
+        "the weighted F1 score, Cohen's kappa with quadratic weights (the grading metric of "
+        "retinopathy challenges: 1 is perfect agreement, 0 what chance gives, and a mistake "
+        "costs the square of its distance in grades) and, from the probabilities, one-vs-rest "
+        "ROC-AUC."
+    )
 
 
 def training_description(config: TrainConfig) -> str:
@@ -41,7 +99,8 @@ def training_description(config: TrainConfig) -> str:
         parts.append(f", evaluating an exponential moving average of the weights ({config.ema:g})")
     parts.append(
         f". Images are {config.image_size}x{config.image_size} px after the host preprocessing "
-        f"`{config.preprocess}` and augmented with `{config.augment}`"
+        f"`{config.preprocess}`, normalised with {config.normalisation()} and augmented with "
+        f"`{config.augment}`"
     )
     if config.train_limit:
         parts.append(
@@ -165,6 +224,15 @@ def discussion(
             "by more than the sampling error."
         )
 
+    kappas = {m: r.evaluations[split].metrics.get("kappa_quadratic") for m, r in results.items()}
+    if all(k is not None for k in kappas.values()):
+        best_kappa = max(kappas, key=kappas.get)
+        points.append(
+            "Quadratic-weighted kappa, which weighs a mistake by its distance in grades: "
+            + ", ".join(f"{pretty_model_name(m)} {kappas[m]:.3f}" for m in ranked)
+            + f" (best {pretty_model_name(best_kappa)}; 0 is what chance agreement gives)."
+        )
+
     if len(results) > 1:
         per_epoch = {
             m: float(pd.to_numeric(r.history["seconds"]).mean()) for m, r in results.items()
@@ -226,6 +294,20 @@ def discussion(
             f"split). {ablation_verdict(ablation)}"
         )
 
+    if layout is not None and is_grading(layout):
+        synthetic = (layout.root / METADATA_CSV).is_file()
+        points.append(
+            "Caveat: the validation split is carved at random out of train_img.csv, per image, "
+            "so the two eyes of one patient can sit on both sides"
+            + (
+                "; here the images are the synthetic fundus stand-in, so the numbers show that "
+                "the pipeline works on a five-grade task, not how well the models grade real "
+                "photographs."
+                if synthetic
+                else "."
+            )
+        )
+        return "\n".join(f"- {p}" for p in points)
     caveats = []
     if layout is not None:
         shared = subjects_per_split(layout)
@@ -247,3 +329,42 @@ def discussion(
         + "."
     )
     return "\n".join(f"- {p}" for p in points)
+
+
+def pretrained_text(
+    scratch: Mapping[str, ModelResults], pretrained: Mapping[str, ModelResults]
+) -> str:
+    """The section on the depths trained from ImageNet weights: that it is outside the course's
+    rules, where the weights came from, and each depth's accuracy both ways."""
+    split = report_split({**scratch, **pretrained})
+    files = [init_weights_of(r) for r in pretrained.values()]
+    parts = [
+        "## Beyond the course rules: ImageNet weights\n\n"
+        "**These runs are outside the course's rules**, which forbid pretrained weights: each "
+        "depth is trained again, with the same recipe, from ImageNet weights (torchvision's, "
+        "loaded strictly into the same ResNets written for this lab, only the classifier head "
+        "replaced for the task's classes; inputs normalised with ImageNet's mean and std). "
+        "They are kept out of every table of the course's from-scratch models above."
+    ]
+    if any(f is not None and not f.get("published", False) for f in files):
+        names = ", ".join(sorted({f["file"] for f in files if f is not None}))
+        parts.append(
+            f"The weights files in torch's cache ({names}) are **not torchvision's published "
+            "ones** (their SHA-256 does not match the name): stand-ins placed there because no "
+            "download was possible, so this comparison shows the machinery, not what ImageNet "
+            "pretraining is worth."
+        )
+    pairs = []
+    for name, result in pretrained.items():
+        depth = name.removesuffix("-imagenet")
+        if depth not in scratch:
+            continue
+        before = scratch[depth].evaluations[split].metrics["accuracy"]
+        after = result.evaluations[split].metrics["accuracy"]
+        pairs.append(
+            f"{pretty_model_name(depth)} {pct(before)} from scratch, {pct(after)} from ImageNet "
+            f"weights ({100 * (after - before):+.1f} points)"
+        )
+    if pairs:
+        parts.append(f"Best checkpoints on the {split} split: " + "; ".join(pairs) + ".")
+    return " ".join(parts)

@@ -94,14 +94,19 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
 
 
 def pretty_model_name(name: str) -> str:
-    """'resnet152' -> 'ResNet152', so legends read like the lab handout."""
+    """'resnet152' -> 'ResNet152', so legends read like the lab handout; a run from ImageNet
+    weights ('resnet18-imagenet') and torchvision's networks say so."""
+    if name.endswith("-imagenet"):
+        return pretty_model_name(name.removesuffix("-imagenet")) + " (ImageNet)"
+    if name.startswith("torchvision:"):
+        return name.removeprefix("torchvision:") + " (torchvision)"
     if name.lower().startswith("resnet"):
         return "ResNet" + name[len("resnet") :]
     return name
 
 
 def model_color(name: str, index: int) -> str:
-    return MODEL_COLORS.get(name.lower(), f"C{index % 10}")
+    return MODEL_COLORS.get(name.lower().removesuffix("-imagenet"), f"C{index % 10}")
 
 
 def _label_name(value: Any, class_names: Sequence[str] | None) -> str:
@@ -400,6 +405,37 @@ def plot_accuracy_curves(
             fontsize=8,
             color="#444444",
         )
+    return _finish(fig, path)
+
+
+@_styled
+def plot_scratch_vs_pretrained(
+    scratch: Mapping[str, pd.DataFrame],
+    pretrained: Mapping[str, pd.DataFrame],
+    path: str | Path | None = None,
+    title: str = "Accuracy per epoch: from scratch vs from ImageNet weights",
+) -> Figure:
+    """Each depth's accuracy from scratch (solid) and from ImageNet weights (dashed), one colour
+    per depth: validation accuracy bold, training accuracy thin. Outside the course's rules."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for index, model in enumerate(scratch):
+        color = model_color(model, index)
+        for label, history, style in (
+            ("scratch", scratch[model], "-"),
+            ("ImageNet", pretrained.get(model), "--"),
+        ):
+            if history is None:
+                continue
+            epochs = _epochs(history)
+            name = f"{pretty_model_name(model)} {label}"
+            valid = pd.to_numeric(history["valid_acc"], errors="coerce") * 100
+            ax.plot(epochs, valid, style, color=color, linewidth=2.0, label=f"{name} (valid)")
+            train = pd.to_numeric(history["train_acc"], errors="coerce") * 100
+            ax.plot(epochs, train, style, color=color, linewidth=0.9, alpha=0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right", title="thin: training accuracy", title_fontsize=8)
     return _finish(fig, path)
 
 

@@ -12,6 +12,7 @@ import base64
 import copy
 import datetime as dt
 import html
+import json
 import mimetypes
 import os
 import re
@@ -31,6 +32,7 @@ from lab3.errors import UserError
 from lab3.fileio import atomic_path
 
 REPORT_TITLE = "Lab 3 — Leukemia classification with ResNet18/50/152"
+RETINOPATHY_TITLE = "Lab 3, retinopathy edition — Diabetic retinopathy grading with ResNets"
 
 # Tag a notebook cell with one of these tags to put it (its markdown, or its code cell's outputs)
 # into that section of the report. Sections follow the course's required order.
@@ -196,8 +198,9 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
                 by_section[tag].append(kept)
 
     # One HTML block without blank lines, or markdown closes the <div> before its content.
+    report_heading = report_title(run_dir)
     title = (
-        f'<div class="report-title"><h1>{html.escape(REPORT_TITLE)}</h1>'
+        f'<div class="report-title"><h1>{html.escape(report_heading)}</h1>'
         f"<p>Run <code>{html.escape(run_dir.resolve().name)}</code> · {_run_date(notebooks)}</p>"
         "</div>"
     )
@@ -216,7 +219,17 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
     if kernelspec:
         report.metadata["kernelspec"] = copy.deepcopy(kernelspec)
     report.metadata["language_info"] = {"name": "python"}
+    report.metadata["lab3_title"] = report_heading
     return report
+
+
+def report_title(run_dir: Path) -> str:
+    """The report's title, in the words of the lab edition the run's data belong to."""
+    try:
+        data = Path(json.loads((run_dir / "workbook.json").read_text())["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return REPORT_TITLE
+    return RETINOPATHY_TITLE if (data / "train_img.csv").is_file() else REPORT_TITLE
 
 
 def render_html(
@@ -245,7 +258,7 @@ def render_html(
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(REPORT_TITLE)}</title>\n"
+        f"<title>{html.escape(report.metadata.get('lab3_title', REPORT_TITLE))}</title>\n"
         f"<style>{REPORT_CSS}</style>\n</head>\n"
         f'<body>\n<main class="report">\n{body}\n</main>\n</body>\n</html>\n'
     )

@@ -23,7 +23,7 @@ from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
 from lab3.formatting import pct
 from lab3.plots import pretty_model_name
-from lab3.run_folder import RECORD, WorkbookPaths, read_record
+from lab3.run_folder import PRETRAINED_SUFFIX, RECORD, WorkbookPaths, pretrained_name, read_record
 from lab3.submission import score, write_submission
 
 
@@ -102,6 +102,31 @@ def evaluate_runs(
             evaluations[split] = loaded.evaluate(split, tta=config.tta)
         results[model] = ModelResults(model, run, config, history, evaluations, loaded)
     return results
+
+
+def evaluate_pretrained(
+    run_dir: str | Path,
+    models: Sequence[str],
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, ModelResults]:
+    """Each depth trained from ImageNet weights (runs/<model>-imagenet, the workbook's
+    `pretrained` parameter), evaluated as the demo evaluates the course's runs; keyed by run
+    name, so its tables never read as the from-scratch depths'."""
+    return evaluate_runs(run_dir, [pretrained_name(m) for m in models], data_dir, device)
+
+
+def histories_by_depth(results: Mapping[str, ModelResults]) -> dict[str, pd.DataFrame]:
+    """Histories keyed by depth ('resnet18-imagenet' -> 'resnet18'), to pair with scratch runs."""
+    return {m.removesuffix(PRETRAINED_SUFFIX): r.history for m, r in results.items()}
+
+
+def init_weights_of(result: ModelResults) -> dict[str, Any] | None:
+    """What result.json records about a run's ImageNet weights file (None when not recorded)."""
+    path = result.run_dir / "result.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("init_weights")
 
 
 def trained_models(run_dir: str | Path) -> tuple[list[str], list[str]]:
@@ -190,6 +215,7 @@ METRIC_COLUMNS = {
     "weighted_f1": "weighted F1",
     "sensitivity": "sensitivity",
     "specificity": "specificity",
+    "kappa_quadratic": "kappa (quadratic)",
     "roc_auc": "ROC-AUC",
 }
 
@@ -205,7 +231,11 @@ def metrics_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
             row["TTA views"] = int(evaluation.metrics.get("tta_views", 1))
             row["images"] = int(evaluation.metrics.get("n", len(evaluation.predictions.labels)))
             rows.append(row)
-    return pd.DataFrame(rows).set_index(["model", "split"])
+    # a metric no evaluation has (sensitivity of a 5-grade task, kappa of a 2-class one) is
+    # left out rather than shown as a column of blanks
+    frame = pd.DataFrame(rows).set_index(["model", "split"])
+    optional = ["sensitivity", "specificity", "kappa (quadratic)"]
+    return frame.drop(columns=[c for c in optional if frame[c].isna().all()])
 
 
 def confusions(results: Mapping[str, ModelResults], split: str) -> dict[str, np.ndarray]:

@@ -15,6 +15,8 @@ from typing import Any
 from lab3.errors import UserError
 
 RECORD = "workbook.json"  # the run's parameters and finished notebooks
+# a depth trained from ImageNet weights (the `pretrained` parameter) runs in runs/<model>-imagenet
+PRETRAINED_SUFFIX = "-imagenet"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,15 @@ class WorkbookPaths:
 
     def run(self, model: str) -> Path:
         return self.runs / model
+
+    def pretrained_run(self, model: str) -> Path:
+        """Where `model` trained from ImageNet weights goes, beside its from-scratch run."""
+        return self.runs / pretrained_name(model)
+
+
+def pretrained_name(model: str) -> str:
+    """The run name of `model` trained from ImageNet weights: 'resnet18' -> 'resnet18-imagenet'."""
+    return f"{model}{PRETRAINED_SUFFIX}"
 
 
 def workbook_paths(run_dir: str | Path) -> WorkbookPaths:

@@ -77,8 +77,10 @@ def plan(
     models: Sequence[str],
     device: str = "auto",
     nproc: int = 1,
+    pretrained: bool = False,
 ) -> list[Step]:
-    """The notebook executions of one run, in order; 04 trains with `nproc` processes."""
+    """The notebook executions of one run, in order; 04 trains with `nproc` processes, and 04 and
+    05 learn whether each depth is also trained from ImageNet weights (`pretrained`)."""
     common = {
         "data_dir": str(data),
         "run_dir": str(run_dir),
@@ -90,8 +92,10 @@ def plan(
     for name in NOTEBOOKS:
         if name == PER_MODEL:
             for model in models:
-                params = {**common, "model": model, "nproc": nproc}
+                params = {**common, "model": model, "nproc": nproc, "pretrained": pretrained}
                 steps.append(Step(name, f"{name}_{model}.ipynb", params))
+        elif name == NOTEBOOKS[-1]:
+            steps.append(Step(name, f"{name}.ipynb", {**common, "pretrained": pretrained}))
         else:
             steps.append(Step(name, f"{name}.ipynb", dict(common)))
     return steps
@@ -199,8 +203,12 @@ def run_workbook(
     device: str = "auto",
     nproc: int = 1,
     stream: TextIO | None = None,
+    pretrained: bool = False,
 ) -> Path:
     """Execute every notebook of the workbook into a new run folder; returns the folder.
+
+    `pretrained` (outside the course's rules, off by default) also trains each depth from
+    ImageNet weights; those weights are fetched (or found missing) before the run folder exists.
 
     Everything a user can get wrong (profile, models, the data folder's layout, the kernel) is
     checked before the run folder exists. `kernel_name` defaults to the notebooks' own
@@ -221,6 +229,11 @@ def run_workbook(
         layout = check_trainable(make_config(profile, model=model, data=str(data)), nproc)
     data_dir = layout.root
     kernel = _kernel(kernel_name, sources)
+    if pretrained:
+        from lab3.models.pretrained import fetch_imagenet_weights
+
+        for model in models:  # offline without the file: one line, no run folder
+            fetch_imagenet_weights(model)
     run = new_run_folder(out)
     record: dict[str, Any] = {
         "data": str(data_dir),
@@ -228,6 +241,7 @@ def run_workbook(
         "models": list(models),
         "device": device,
         "nproc": nproc,
+        "pretrained": bool(pretrained),
         "started": _now(),
         "notebooks": [],
     }
@@ -278,6 +292,7 @@ def _execute(
         record["models"],
         record["device"],
         record.get("nproc", 1),
+        bool(record.get("pretrained", False)),
     )
     executed = run / "notebooks"
     done = {

@@ -192,8 +192,9 @@ def test_training_description_follows_the_config() -> None:
         "SGD with Nesterov momentum 0.9, peak learning rate 0.123 with a one-cycle schedule",
         "batch size 48, weight decay 0.0007 (not on BatchNorm parameters)",
         "label smoothing 0.05, evaluating an exponential moving average of the weights (0.998)",
-        "Images are 96x96 px after the host preprocessing `tightcrop,equalize` and augmented "
-        "with `dihedral`; only 500 training images are used (full profile)",
+        "Images are 96x96 px after the host preprocessing `tightcrop,equalize`, normalised with "
+        "the training split's own mean and std and augmented with `dihedral`; only 500 training "
+        "images are used (full profile)",
     ):
         assert phrase in text, phrase
     plain = make_config("quick", optimizer="adamw", schedule="cosine", warmup_epochs=2, ema=0,

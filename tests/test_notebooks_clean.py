@@ -16,6 +16,8 @@ from lab3.workbook import NOTEBOOKS, NOTEBOOKS_DIR, PER_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS = {"data_dir", "run_dir", "profile", "models", "device"}
+# the opt-in comparison from ImageNet weights (outside the course's rules): 04 and 05 only
+PRETRAINED_NOTEBOOKS = {"04_train", "05_evaluation_and_report"}
 MAX_CODE_LINES = 15  # a notebook cell is glue; anything longer belongs in lab3
 
 
@@ -60,6 +62,7 @@ def test_one_parameters_cell_with_defaults_for_jupyterlab(name: str) -> None:
         assert isinstance(node, ast.Assign), f"{name}: parameters cell holds only assignments"
         assigned[node.targets[0].id] = ast.literal_eval(node.value)
     expected = PARAMETERS | ({"model", "nproc"} if name == PER_MODEL else set())
+    expected |= {"pretrained"} if name in PRETRAINED_NOTEBOOKS else set()
     assert set(assigned) == expected
     # Opened in JupyterLab from notebooks/, the defaults point at the repo's folders.
     assert assigned["data_dir"] == "../data/synthetic"
@@ -68,6 +71,8 @@ def test_one_parameters_cell_with_defaults_for_jupyterlab(name: str) -> None:
     if name == PER_MODEL:
         assert assigned["model"] in assigned["models"].split(",")
         assert assigned["nproc"] == 1  # one process unless `lab3 run --nproc N`
+    if name in PRETRAINED_NOTEBOOKS:
+        assert assigned["pretrained"] is False  # the course forbids pretrained weights
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -15,7 +15,7 @@ from torch import nn
 
 from lab3.errors import UserError
 from lab3.fileio import atomic_path
-from lab3.models import build_model
+from lab3.models import build_model, torchvision_name
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -47,8 +47,11 @@ def not_a_checkpoint(path: Path) -> UserError:
 
 def model_from_state(state: dict[str, Any], path: str | Path) -> nn.Module:
     """The model of a read checkpoint, in eval mode, on the CPU."""
+    extra = {}
+    if torchvision_name(state["arch"]):  # googlenet/inception_v3 re-normalise for ImageNet weights
+        extra["imagenet_input"] = (state.get("config") or {}).get("init") == "imagenet"
     model = build_model(
-        state["arch"], num_classes=state["num_classes"], in_channels=state["in_channels"]
+        state["arch"], num_classes=state["num_classes"], in_channels=state["in_channels"], **extra
     )
     # Evaluate the weight average when the run kept one: that is what its accuracy was measured on.
     load_weights(model, state, path, key="ema" if state.get("ema") is not None else "model")

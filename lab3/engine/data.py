@@ -14,6 +14,7 @@ from lab3.data.loader import DeviceLoader
 from lab3.data.preprocess import Augment, Pipeline
 from lab3.engine.distributed import Distributed
 from lab3.errors import UserError
+from lab3.models import IMAGENET_MEAN, IMAGENET_STD
 
 GPU_CACHE_FRACTION = 0.3  # hold the whole cache on the GPU when it takes at most this much memory
 
@@ -66,6 +67,14 @@ class PreparedData:
     def rows(self, split: str) -> np.ndarray:
         return split_rows(self.layout, self.config, split)
 
+    @property
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) the loaders normalise with: ImageNet's for ImageNet weights (the inputs
+        those weights learned on), the training split's own otherwise."""
+        if self.config.init == "imagenet":
+            return IMAGENET_MEAN, IMAGENET_STD
+        return self.cache.mean, self.cache.std
+
     def has_labels(self, split: str) -> bool:
         rows = self.rows(split)
         return len(rows) > 0 and bool((self.labels[rows] >= 0).all())
@@ -85,8 +94,8 @@ class PreparedData:
             rows,
             batch_size=batch,
             device=self.device,
-            mean=self.cache.mean,
-            std=self.cache.std,
+            mean=self.normalisation[0],
+            std=self.normalisation[1],
             augment=Augment.parse(config.augment) if train else None,
             shuffle=train,
             balanced=train and config.class_balance == "sampler",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,11 +202,17 @@ def evaluate_checkpoint(
 
 
 def default_test_csv(test_csvs: dict[str, Path], arch: str, data: str) -> Path:
-    """The test CSV named for the checkpoint's depth, else the one present."""
+    """The test CSV named for the checkpoint's depth, else the first present (with a notice for a
+    model the course names no test CSV for, such as a torchvision network)."""
     if arch in test_csvs:
         return test_csvs[arch]
     if test_csvs:
-        return next(iter(test_csvs.values()))
+        first = next(iter(test_csvs.values()))
+        print(
+            f"notice: {arch} has no test CSV of its own; its submission follows {first.name}",
+            file=sys.stderr,
+        )
+        return first
     raise UserError("no resnet_*_test.csv in the data folder; pass --test-csv FILE", data)
 
 

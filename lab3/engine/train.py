@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -40,7 +41,8 @@ from lab3.engine.evaluate import evaluate_loader
 from lab3.engine.step import TrainStep
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic, write_text_atomic
-from lab3.models import build_model
+from lab3.models import build_model, initial_state, load_initial_state, torchvision_name
+from lab3.models.pretrained import imagenet_file_check
 
 # Tests: end a process right after an epoch's checkpoint, as a crash would (`_inject_faults`).
 KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"  # SIGKILL
@@ -131,6 +133,12 @@ class RunFolder:
                 self.path / "result.json",
                 {
                     "model": trainer.config.model,
+                    "init": trainer.config.init,
+                    # valid accuracy of the initial weights (none from scratch): a fine-tuned
+                    # checkpoint starts where its run ended
+                    "init_valid_acc": trainer.init_valid_acc,
+                    # imagenet: the cached file and whether it is torchvision's published one
+                    "init_weights": trainer.init_weights,
                     "best_epoch": best_epoch,
                     "best_valid_acc": best_acc,
                     "epochs_done": len(history),
@@ -177,6 +185,8 @@ def checkpoint_state(trainer: Trainer, history: list[dict[str, Any]]) -> dict[st
         "in_channels": data.pipeline.channels,
         "class_names": list(data.layout.class_names),
         "world_size": trainer.group.world_size,
+        "init_valid_acc": trainer.init_valid_acc,
+        "init_weights": trainer.init_weights,
     }
 
 
@@ -277,6 +287,8 @@ class Trainer:
     epochs: int  # planned: `epochs`, or more for a small set (`TrainConfig.planned_epochs`)
     train_step: TrainStep  # forward, loss, backward, update: the step `lab3 bench` times
     statistics_loader: DeviceLoader | None  # precise BN: training images, unaugmented
+    init_valid_acc: float | None = None  # valid accuracy before training, when not from scratch
+    init_weights: dict[str, Any] | None = None  # imagenet: the file, and if it is the published one
 
     @property
     def eval_model(self) -> nn.Module:
@@ -361,13 +373,25 @@ def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distri
     progress = group.is_main and (sys.stderr.isatty() if progress is None else progress)
     config.world_size = group.world_size
     check_trainable(config, group.world_size)  # a data folder it cannot train on: nothing written
+    # the initial weights first: a missing file or an offline download leaves no run folder
+    start = None if resume else initial_state(config.model, config.init, progress)
+    created = not resume and not (config.out and Path(config.out).exists())
     run = RunFolder(group.run_on_main(lambda: RunFolder.create(config, resume).path), group.is_main)
-    previous = group.run_on_main(lambda: read_checkpoint(run.path / "last.pt")) if resume else None
-    if previous is not None:
-        _check_resumable(config, previous, run.path / "last.pt")
-    data = _prepare_data_once_per_node(config, progress, group)
-    run.save_config(config)
-    trainer = _make_trainer(config, data, group)
+    try:
+        previous = (
+            group.run_on_main(lambda: read_checkpoint(run.path / "last.pt")) if resume else None
+        )
+        if previous is not None:
+            _check_resumable(config, previous, run.path / "last.pt")
+        data = _prepare_data_once_per_node(config, progress, group)
+        run.save_config(config)
+        trainer = _make_trainer(config, data, group, start)
+        if start is not None and config.init == "imagenet":
+            trainer.init_weights = imagenet_file_check(config.model)
+    except UserError:
+        if created and run.writes:  # nothing trained yet: leave no half-made run folder
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     train_loader = trainer.train_loader
     history: list[dict[str, Any]] = []
     start_epoch = 1
@@ -447,15 +471,30 @@ def _prepare_data_once_per_node(
     return data
 
 
-def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -> Trainer:
+def _make_trainer(
+    config: TrainConfig,
+    data: PreparedData,
+    group: Distributed,
+    start: dict[str, torch.Tensor] | None = None,
+) -> Trainer:
+    """The model (from `start`'s weights when given, the head sized for the data), optimizer,
+    schedule, loss and loaders of one training."""
     device = data.device
     torch.manual_seed(config.seed)
+    extra = {"imagenet_input": config.init == "imagenet"} if torchvision_name(config.model) else {}
+    if config.init == "imagenet" and data.pipeline.channels != 3:
+        raise UserError("ImageNet weights take colour images; drop 'grey' from --preprocess")
     model = build_model(
         config.model,
         num_classes=data.layout.num_classes,
         in_channels=data.pipeline.channels,
         zero_init_residual=config.zero_init_residual,
-    ).to(device)
+        **extra,
+    )
+    note = None
+    if start is not None:
+        note = load_initial_state(model, start, config.init)
+    model = model.to(device)
     if config.use_channels_last():
         model.to(memory_format=torch.channels_last)
     train_model: nn.Module = model
@@ -484,7 +523,7 @@ def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -
         label_smoothing=config.label_smoothing,
     )
     optimizer = make_optimizer(model, config)
-    return Trainer(
+    trainer = Trainer(
         config=config,
         data=data,
         model=model,
@@ -505,6 +544,12 @@ def _make_trainer(config: TrainConfig, data: PreparedData, group: Distributed) -
         ),
         statistics_loader=data.statistics_loader(),
     )
+    if note is not None:
+        # where the initial weights stand on this task before any step
+        trainer.init_valid_acc = evaluate(trainer)["valid_acc"]
+        if group.is_main:
+            print(f"{config.model}: {note}; valid acc before training {trainer.init_valid_acc:.2%}")
+    return trainer
 
 
 def _restore(
@@ -516,6 +561,8 @@ def _restore(
     if trainer.average is not None and previous.get("ema") is not None:
         trainer.average.model.load_state_dict(previous["ema"])
     trainer.schedule.step = int(previous["lr_scheduler"]["step"])
+    trainer.init_valid_acc = previous.get("init_valid_acc")
+    trainer.init_weights = previous.get("init_weights")
     torch.set_rng_state(previous["rng"]["torch"])
     return [dict(r) for r in previous["history"]], int(previous["epoch"]) + 1
 
