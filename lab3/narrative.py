@@ -246,3 +246,70 @@ def discussion(
         + "."
     )
     return "\n".join(f"- {p}" for p in points)
+
+
+def attention_text(
+    table: pd.DataFrame,
+    split: str,
+    ablation: pd.DataFrame | None = None,
+    grid: Mapping[str, tuple[int, int]] | None = None,
+    image_size: int | None = None,
+) -> str:
+    """What the Grad-CAM numbers say (`attention.attention_table`, one row per depth and split):
+    per depth, the share of its maps on the cell against the cell's own share of the image (what
+    an evenly spread map would get), and its mistakes against its right answers, called a
+    difference only when it exceeds two standard errors; then the ablation's variants."""
+    points = []
+    for (model, row_split), row in table.iterrows():
+        if row_split != split:
+            continue
+        text = (
+            f"**{model}** puts {pct(row['map on cell'])} of its attention on the cell, which "
+            f"covers {pct(row['cell area'])} of the image (what an evenly spread map would put "
+            "there)"
+        )
+        mistakes = int(row["mistakes"])
+        if mistakes == 0:
+            text += f"; it makes no mistakes on the {split} split to compare."
+        elif not np.isfinite(row["± 2 SE"]):
+            text += (
+                f"; its {'one mistake' if mistakes == 1 else f'{mistakes} mistakes'} "
+                f"{pct(row['wrong'])}, too few to compare with its right answers "
+                f"({pct(row['right'])})."
+            )
+        else:
+            gap, noise = float(row["right - wrong"]), float(row["± 2 SE"])
+            text += (
+                f"; its {mistakes} mistakes {pct(row['wrong'])}, right answers {pct(row['right'])}"
+            )
+            if abs(gap) < noise:
+                text += (
+                    f": a difference of {100 * abs(gap):.1f} points, inside the noise (two "
+                    f"standard errors: ±{100 * noise:.1f} points)."
+                )
+            else:
+                text += (
+                    f": its mistakes look {'less' if gap > 0 else 'more'} at the cell, by "
+                    f"{100 * abs(gap):.1f} points, more than two standard errors "
+                    f"(±{100 * noise:.1f} points)."
+                )
+        points.append(text)
+    if grid:
+        coarse = sorted({g for g in grid.values() if max(g) <= 4})
+        if coarse:
+            rows, cols = coarse[0]
+            points.append(
+                f"At {image_size or '?'} px the last stage's map has only {rows}x{cols} cells, "
+                "so it separates the cell from the black frame only coarsely (224-px inputs give "
+                "7x7)."
+            )
+    if ablation is not None and not ablation.empty:
+        parts = [
+            f"{pct(row['map on cell'])} with {variant} (the cell covers {pct(row['cell area'])})"
+            for variant, row in ablation.iterrows()
+        ]
+        points.append(
+            "In the preprocessing ablation (ResNet18, validation split, one view) the share of "
+            f"map mass on the cell is {join_names(parts)}."
+        )
+    return "\n".join(f"- {p}" for p in points)
