@@ -55,17 +55,23 @@ def grids(frames: Frames) -> dict[str, tuple[int, int]]:
 
 
 def compare(frame: pd.DataFrame) -> dict[str, float]:
-    """Mean foreground share of all, right and wrong images, the right - wrong difference and
-    two standard errors of it (NaN where a side has fewer than two images)."""
+    """Mean foreground share of all, right and wrong images; the share above the cell's area
+    (per image: what the map adds to an evenly spread one), the right - wrong difference, and
+    two standard errors of each (NaN where a side has fewer than two images)."""
     shares = frame.dropna(subset=["share"])
     right = shares.loc[shares["correct"] == 1, "share"].to_numpy()
     wrong = shares.loc[shares["correct"] == 0, "share"].to_numpy()
+    gain = (shares["share"] - shares["area"]).to_numpy()
     noise = math.nan
     if len(right) > 1 and len(wrong) > 1:
         noise = 2 * math.sqrt(right.var(ddof=1) / len(right) + wrong.var(ddof=1) / len(wrong))
     return {
         "cell area": float(frame["area"].mean()) if len(frame) else math.nan,
         "map on cell": float(shares["share"].mean()) if len(shares) else math.nan,
+        "above even": float(gain.mean()) if len(gain) else math.nan,
+        "± 2 SE even": 2 * float(gain.std(ddof=1)) / math.sqrt(len(gain))
+        if len(gain) > 1
+        else math.nan,
         "right": float(right.mean()) if len(right) else math.nan,
         "wrong": float(wrong.mean()) if len(wrong) else math.nan,
         "mistakes": len(wrong),

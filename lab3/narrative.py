@@ -265,9 +265,16 @@ def attention_text(
             continue
         text = (
             f"**{model}** puts {pct(row['map on cell'])} of its attention on the cell, which "
-            f"covers {pct(row['cell area'])} of the image (what an evenly spread map would put "
-            "there)"
+            f"covers {pct(row['cell area'])} of the image"
         )
+        above, noise = float(row["above even"]), float(row["± 2 SE even"])
+        if not np.isfinite(noise) or abs(above) <= max(noise, 5e-4):  # within noise or 0.0
+            text += " (no more than an evenly spread map would put there)"
+        else:
+            text += (
+                f" ({100 * abs(above):.1f} points {'more' if above > 0 else 'less'} than an evenly "
+                f"spread map would put there, two standard errors ±{100 * noise:.1f})"
+            )
         mistakes = int(row["mistakes"])
         if mistakes == 0:
             text += f"; it makes no mistakes on the {split} split to compare."
@@ -282,7 +289,7 @@ def attention_text(
             text += (
                 f"; its {mistakes} mistakes {pct(row['wrong'])}, right answers {pct(row['right'])}"
             )
-            if abs(gap) < noise:
+            if abs(gap) <= max(noise, 5e-4):
                 text += (
                     f": a difference of {100 * abs(gap):.1f} points, inside the noise (two "
                     f"standard errors: ±{100 * noise:.1f} points)."
@@ -296,7 +303,13 @@ def attention_text(
         points.append(text)
     if grid:
         coarse = sorted({g for g in grid.values() if max(g) <= 4})
-        if coarse:
+        if coarse and coarse[0] == (1, 1):
+            points.append(
+                f"At {image_size or '?'} px the last stage's output is a single cell, so every "
+                "map spreads evenly over the image and its share on the cell is the cell's area: "
+                "these maps cannot say where the networks look (224-px inputs give 7x7 cells)."
+            )
+        elif coarse:
             rows, cols = coarse[0]
             points.append(
                 f"At {image_size or '?'} px the last stage's map has only {rows}x{cols} cells, "
