@@ -736,16 +736,15 @@ def plot_attention_depths(
     headers = ["input", *map(pretty_model_name, models)]
     for i, image in enumerate(images):
         _show_image(axes[i, 0], image)
-        top = f"{headers[0]}\n" if i == 0 else ""
-        axes[i, 0].set_title(top + str(row_labels[i]), fontsize=8, fontweight="normal")
+        axes[i, 0].set_title(str(row_labels[i]), fontsize=8, fontweight="normal")
+        for j in range(len(headers) if i == 0 else 0):  # each column's name above its first title
+            axes[0, j].text(
+                0.5, 1.2, headers[j], transform=axes[0, j].transAxes, ha="center", va="bottom",
+                fontsize=9, fontweight="bold",
+            )  # fmt: skip
         for j, model in enumerate(models, start=1):
             _show_cam(axes[i, j], image, maps[model][i], None if masks is None else masks[i])
             color = title_colors[model][i] if title_colors is not None else "black"
-            if i == 0:  # the depth's name over its column, in black, above the first title
-                axes[i, j].text(
-                    0.5, 1.2, headers[j], transform=axes[i, j].transAxes, ha="center",
-                    va="bottom", fontsize=9, fontweight="bold",
-                )  # fmt: skip
             axes[i, j].set_title(
                 str(titles[model][i]), fontsize=8, fontweight="normal", color=color
             )
