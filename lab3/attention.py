@@ -18,7 +18,13 @@ from lab3.ablation import ABLATION_CSV, slug
 from lab3.config import MODEL_NAMES
 from lab3.data.preprocess import foreground_mask
 from lab3.engine.evaluate import LoadedCheckpoint
-from lab3.engine.explain import cams_for_files, cams_for_rows, explain_split
+from lab3.engine.explain import (
+    TARGET_LAYER,
+    cams_for_files,
+    cams_for_rows,
+    choose_layer,
+    explain_split,
+)
 from lab3.errors import UserError
 from lab3.plots import pretty_model_name
 from lab3.results import ModelResults, short_class_names
@@ -29,25 +35,30 @@ Frames = dict[str, dict[str, pd.DataFrame]]  # model -> split -> one row per ima
 
 
 def explain_runs(
-    results: Mapping[str, ModelResults], splits: Sequence[str] | None = None
+    results: Mapping[str, ModelResults],
+    splits: Sequence[str] | None = None,
+    layer: str | None = None,
 ) -> Frames:
     """Per depth and evaluated split, each image's map explained for the evaluated prediction
-    (`engine.explain.explain_split`), with its foreground share."""
+    (`engine.explain.explain_split`), with its foreground share. The maps come from `layer`,
+    by default the deepest stage fine enough at the run's image size (`choose_layer`)."""
     frames: Frames = {}
     for model, result in results.items():
         assert result.checkpoint is not None, "evaluate_runs opens each best.pt"
+        stage = layer or choose_layer(result.config.image_size)
         frames[model] = {
-            split: explain_split(result.checkpoint, split, evaluation.predictions)
+            split: explain_split(result.checkpoint, split, evaluation.predictions, stage)
             for split, evaluation in result.evaluations.items()
             if splits is None or split in splits
         }
     return frames
 
 
-def grids(frames: Frames) -> dict[str, tuple[int, int]]:
-    """Per depth, the size of the target layer's output: how fine its maps really are."""
+def map_layers(frames: Frames) -> dict[str, tuple[str, tuple[int, int]]]:
+    """Per depth, the layer its maps come from and that layer's output size (how fine the maps
+    really are)."""
     return {
-        model: frame.attrs["grid"]
+        model: (frame.attrs["layer"], frame.attrs["grid"])
         for model, splits in frames.items()
         for frame in splits.values()
         if frame.attrs.get("grid")
@@ -120,7 +131,8 @@ def attention_panel(
     picked = panel_rows(frame, len(names), n)
     rows = [int(row["row"]) for _, row in picked]
     classes = [int(row["predicted"]) for _, row in picked]
-    images, cams = cams_for_rows(result.checkpoint, rows, classes) if rows else ([], None)
+    layer = frame.attrs.get("layer", TARGET_LAYER)
+    images, cams = cams_for_rows(result.checkpoint, rows, classes, layer) if rows else ([], None)
     groups = [
         f"right: {names[c]}" if kind == "correct" else f"wrong: true {names[c]}"
         for (kind, c), _ in picked
@@ -133,7 +145,7 @@ def attention_panel(
         "groups": groups,
         "title_colors": [RIGHT if kind == "correct" else WRONG for (kind, _c), _ in picked],
         "title": f"{pretty_model_name(result.model)} on {split}: predicted class (probability), "
-        "input and Grad-CAM",
+        f"input and Grad-CAM ({layer})",
     }
 
 
@@ -167,9 +179,11 @@ def depth_comparison(
     images: np.ndarray | list = []
     for model, result in results.items():
         assert result.checkpoint is not None
-        table = frames[model][split].set_index("row").loc[rows]
+        frame = frames[model][split]
+        table = frame.set_index("row").loc[rows]
         predicted = table["predicted"].astype(int).tolist()
-        images, cams = cams_for_rows(result.checkpoint, rows, predicted)
+        layer = frame.attrs.get("layer", TARGET_LAYER)
+        images, cams = cams_for_rows(result.checkpoint, rows, predicted, layer)
         maps[model] = list(cams.maps.numpy())
         titles[model] = [
             f"{names[p]} {q:.2f}" for p, q in zip(predicted, table["prob"], strict=True)
@@ -188,7 +202,10 @@ def depth_comparison(
 
 
 def ablation_attention(
-    run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto"
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    layer: str | None = None,
 ) -> pd.DataFrame | None:
     """The foreground share of the preprocessing ablation's runs (notebook 02) on the validation
     split, one view: does the tight crop put the maps on the cell where plain resize does not?
@@ -204,7 +221,8 @@ def ablation_attention(
             continue
         data = str(data_dir) if data_dir is not None else None
         loaded = LoadedCheckpoint.open(checkpoint, data=data, device=device)
-        rows.append({"variant": variant, **compare(explain_split(loaded, "valid"))})
+        stage = layer or choose_layer(loaded.config.image_size)
+        rows.append({"variant": variant, **compare(explain_split(loaded, "valid", layer=stage))})
     return pd.DataFrame(rows).set_index("variant") if rows else None
 
 
@@ -237,6 +255,7 @@ def explain_run(
     split: str | None = None,
     data_dir: str | Path | None = None,
     device: str = "auto",
+    layer: str | None = None,
 ) -> list[Path]:
     """`lab3 explain --run`: each depth's panel, and the depths side by side when there are
     several, as PNGs in the run's figures folder. Returns the files written."""
@@ -262,7 +281,10 @@ def explain_run(
         )
     figures = run / "figures" if not (run / "best.pt").is_file() else run
     written = []
-    frames = explain_runs(results)
+    for result in results.values():
+        assert result.checkpoint is not None
+        _check_layer(result.checkpoint, layer)
+    frames = explain_runs(results, layer=layer)
     for name, result in results.items():
         (chosen,) = result.evaluations
         args = attention_panel(result, frames[name][chosen], chosen, n)
@@ -284,6 +306,7 @@ def explain_images(
     out: str | Path,
     data_dir: str | Path | None = None,
     device: str = "auto",
+    layer: str | None = None,
 ) -> Path:
     """`lab3 explain --checkpoint --images`: the maps of some image files, preprocessed as the
     checkpoint's data was, in one PNG at `out` (nothing else is written)."""
@@ -293,7 +316,8 @@ def explain_images(
     if out.suffix.lower() != ".png":
         raise UserError("--out names the PNG to write, e.g. --out maps.png", out)
     loaded = LoadedCheckpoint.open(checkpoint, data=data_dir, device=device)
-    pixels, cams = cams_for_files(loaded, [str(p) for p in images])
+    stage = _check_layer(loaded, layer or choose_layer(loaded.config.image_size))
+    pixels, cams = cams_for_files(loaded, [str(p) for p in images], stage)
     names = short_class_names(list(loaded.state["class_names"]))
     probs = cams.probs.numpy()
     predicted = cams.classes.numpy()
@@ -304,11 +328,19 @@ def explain_images(
         titles=[f"{names[c]} {probs[i, c]:.2f}" for i, c in enumerate(predicted)],
         groups=[Path(p).name for p in images],
         path=out,
-        title=f"{pretty_model_name(loaded.config.model)}: predicted class (probability, one "
-        "view), input and Grad-CAM",
+        title=f"{pretty_model_name(loaded.config.model)}, one view: prediction (probability), "
+        f"Grad-CAM ({stage})",
     )
     _close(figure)
     return out
+
+
+def _check_layer(loaded: LoadedCheckpoint, layer: str | None) -> str | None:
+    """A `--layer` the model has, or one line naming those it has."""
+    names = [name for name, _ in loaded.model.named_children()]
+    if layer is not None and layer not in dict(loaded.model.named_modules()):
+        raise UserError(f"the model has no layer {layer!r}; its stages: {', '.join(names)}")
+    return layer
 
 
 def _close(figure: Any) -> None:

@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="one checkpoint, with --images and --out")
     p.add_argument("--images", nargs="+", help="image files to explain with --checkpoint")
     p.add_argument("--out", help="the PNG to write for --images")
+    p.add_argument(
+        "--layer", help="the stage the maps come from (default: layer4 from 192 px, else finer)"
+    )
     p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -334,7 +337,7 @@ def _explain(args: argparse.Namespace) -> int:
         if not (args.checkpoint and args.images and args.out):
             raise UserError("--checkpoint needs --images FILE ... and --out FILE.png")
         out = attention.explain_images(
-            args.checkpoint, args.images, args.out, args.data, args.device
+            args.checkpoint, args.images, args.out, args.data, args.device, args.layer
         )
         print(f"figure: {out}")
         return 0
@@ -345,7 +348,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise UserError(f"--n is a number of cells, at least 1, not {args.n}")
     for path in attention.explain_run(
-        args.run, args.model, args.n, args.split, args.data, args.device
+        args.run, args.model, args.n, args.split, args.data, args.device, args.layer
     ):
         print(f"figure: {path}")
     return 0

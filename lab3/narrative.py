@@ -252,13 +252,14 @@ def attention_text(
     table: pd.DataFrame,
     split: str,
     ablation: pd.DataFrame | None = None,
-    grid: Mapping[str, tuple[int, int]] | None = None,
+    layers: Mapping[str, tuple[str, tuple[int, int]]] | None = None,
     image_size: int | None = None,
 ) -> str:
     """What the Grad-CAM numbers say (`attention.attention_table`, one row per depth and split):
     per depth, the share of its maps on the cell against the cell's own share of the image (what
     an evenly spread map would get), and its mistakes against its right answers, called a
-    difference only when it exceeds two standard errors; then the ablation's variants."""
+    difference only when it exceeds two standard errors; then which layer the maps come from
+    (`attention.map_layers`) and how fine they are, and the ablation's variants."""
     points = []
     for (model, row_split), row in table.iterrows():
         if row_split != split:
@@ -301,21 +302,8 @@ def attention_text(
                     f"(±{100 * noise:.1f} points)."
                 )
         points.append(text)
-    if grid:
-        coarse = sorted({g for g in grid.values() if max(g) <= 4})
-        if coarse and coarse[0] == (1, 1):
-            points.append(
-                f"At {image_size or '?'} px the last stage's output is a single cell, so every "
-                "map spreads evenly over the image and its share on the cell is the cell's area: "
-                "these maps cannot say where the networks look (224-px inputs give 7x7 cells)."
-            )
-        elif coarse:
-            rows, cols = coarse[0]
-            points.append(
-                f"At {image_size or '?'} px the last stage's map has only {rows}x{cols} cells, "
-                "so it separates the cell from the black frame only coarsely (224-px inputs give "
-                "7x7)."
-            )
+    if layers:
+        points.append(map_resolution_text(layers, image_size))
     if ablation is not None and not ablation.empty:
         parts = [
             f"{pct(row['map on cell'])} with {variant} (the cell covers {pct(row['cell area'])})"
@@ -326,3 +314,28 @@ def attention_text(
             f"map mass on the cell is {join_names(parts)}."
         )
     return "\n".join(f"- {p}" for p in points)
+
+
+def map_resolution_text(
+    layers: Mapping[str, tuple[str, tuple[int, int]]], image_size: int | None = None
+) -> str:
+    """Which stage the maps come from and how many cells they have: a map's share on a centred
+    cell means nothing when it has too few cells (a 2x2 map can only tilt, which cancels out)."""
+    size = f"{image_size} px" if image_size else "this size"
+    (layer, (rows, cols)), *_ = sorted(set(layers.values()), key=lambda v: v[1])
+    text = f"The maps come from `{layer}`, {rows}x{cols} cells at {size}"
+    if layer != "layer4" and image_size:
+        side = -(-image_size // 32)
+        text += (
+            f", rather than from the last stage, whose {side}x{side} output is too coarse to "
+            "tell a cell from its frame (a 2x2 map can only tilt from one side to the other, "
+            "which over a centred cell cancels out)"
+        )
+    if max(rows, cols) == 1:
+        return (
+            text + ": a single cell spreads every map evenly, so its share on the cell is the "
+            "cell's area and says nothing about where the networks look."
+        )
+    if max(rows, cols) <= 4:
+        return text + ": they separate the cell from the black frame only coarsely."
+    return text + "."

@@ -15,7 +15,7 @@ from torch import nn
 
 from lab3.attention import attention_table, compare
 from lab3.cli import main
-from lab3.engine.explain import foreground_share, grad_cam
+from lab3.engine.explain import choose_layer, foreground_share, grad_cam
 from lab3.models import build_model
 from lab3.narrative import attention_text
 
@@ -150,6 +150,19 @@ def test_grad_cam_leaves_the_model_and_the_images_as_they_were() -> None:
     assert torch.equal(images, before)
 
 
+@pytest.mark.parametrize(
+    ("size", "layer", "side"),
+    [(224, "layer4", 7), (192, "layer4", 6), (128, "layer3", 8), (96, "layer3", 6),
+     (48, "layer2", 6), (32, "layer2", 4)],
+)  # fmt: skip
+def test_the_stage_is_the_deepest_with_enough_cells(size: int, layer: str, side: int) -> None:
+    """Catches a map too coarse to tell a centred cell from its frame (layer4 at 48 px is 2x2)
+    and a stage side that is not the model's."""
+    assert choose_layer(size) == layer
+    cams = grad_cam(_small_resnet(), torch.randn(1, 3, size, size), layer=layer)
+    assert cams.grid == (side, side)
+
+
 def test_a_missing_layer_is_named() -> None:
     with pytest.raises(ValueError, match="layer9"):
         grad_cam(_small_resnet(), torch.randn(1, 3, 32, 32), layer="layer9")
@@ -197,10 +210,10 @@ def test_the_attention_sentence_follows_the_numbers() -> None:
         "resnet152": {"test": _frame(rng, right=0.90, wrong=0.80, n_wrong=1)},
     }
     table = attention_table(frames)
-    text = attention_text(table, "test", grid={"resnet18": (7, 7)}, image_size=224)
+    text = attention_text(table, "test", layers={"resnet18": ("layer4", (7, 7))}, image_size=224)
     lines = text.splitlines()
-    assert len(lines) == 3  # one per depth, and no word on coarse maps at 7x7
-    r18, r50, r152 = lines
+    assert len(lines) == 4 and lines[3] == "- The maps come from `layer4`, 7x7 cells at 224 px."
+    r18, r50, r152, _ = lines
     row = table.loc[("ResNet18", "test")]
     assert f"{100 * row['map on cell']:.1f} %" in r18 and "60.0 %" in r18
     assert f"{100 * row['wrong']:.1f} %" in r18 and "less at the cell" in r18
@@ -214,11 +227,13 @@ def test_an_even_map_and_a_coarse_grid_are_called_what_they_are() -> None:
     frame["share"] = frame["area"]  # the maps of a 1x1 layer4 output: evenly spread
     table = attention_table({"resnet18": {"valid": frame}})
     assert compare(frame)["mistakes"] == 0
-    text = attention_text(table, "valid", grid={"resnet18": (1, 1)}, image_size=32)
+    text = attention_text(table, "valid", layers={"resnet18": ("layer4", (1, 1))}, image_size=32)
     assert "no more than an evenly spread map" in text and "no mistakes" in text
-    assert "single cell" in text
-    coarse = attention_text(table, "valid", grid={"resnet18": (2, 2)}, image_size=48)
-    assert "2x2" in coarse and "48 px" in coarse
+    assert "a single cell spreads every map evenly" in text
+    coarse = attention_text(table, "valid", layers={"resnet18": ("layer4", (2, 2))})
+    assert "2x2 cells" in coarse and "only coarsely" in coarse
+    finer = attention_text(table, "valid", layers={"resnet18": ("layer2", (6, 6))}, image_size=48)
+    assert "`layer2`, 6x6 cells at 48 px, rather than from the last stage, whose 2x2" in finer
     ablation = pd.DataFrame(
         [{"variant": "plain resize", **compare(frame)}, {"variant": "tight crop", **compare(frame)}]
     ).set_index("variant")
@@ -296,6 +311,8 @@ def test_explain_images_writes_only_the_named_png(
     assert main(args) == 2  # no --out: one line, nothing written
     assert "--out" in capsys.readouterr().err
     assert main([*args[:-2], "--out", str(tmp_path / "missing.bmp")]) == 2
+    assert main([*args, "--out", str(tmp_path / "x.png"), "--layer", "layer9"]) == 2
+    assert "no layer 'layer9'" in capsys.readouterr().err
     assert _snapshot(explained_run) == before and sorted(p.name for p in tmp_path.iterdir()) == [
         "maps.png"
     ]

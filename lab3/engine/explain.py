@@ -10,6 +10,7 @@ than on the black frame around it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,24 @@ from lab3.data.preprocess import foreground_mask, load_image
 from lab3.engine.evaluate import LoadedCheckpoint, Predictions
 
 TARGET_LAYER = "layer4"  # the last convolutional stage of lab3's ResNets (and torchvision's)
+STAGE_STRIDES = {"layer4": 32, "layer3": 16, "layer2": 8}  # lab3's ResNets, deepest first
+MIN_SIDE = 6  # cells a side a map needs to tell a centred cell from its frame
+
+
+def stage_side(stage: str, image_size: int) -> int:
+    """The side of a ResNet stage's output for a square input of `image_size` px."""
+    return math.ceil(image_size / STAGE_STRIDES[stage])
+
+
+def choose_layer(image_size: int) -> str:
+    """The deepest stage whose map has at least `MIN_SIDE` cells a side: `layer4` from 192 px
+    on (7x7 at 224), an earlier stage for small inputs. A 2x2 map (`layer4` at 48 px) can only
+    tilt from one side to the other, which over a centred cell cancels out: its share on the
+    cell is the cell's area whatever the network looks at."""
+    for stage in STAGE_STRIDES:
+        if stage_side(stage, image_size) >= MIN_SIDE:
+            return stage
+    return "layer2"
 
 
 @dataclass
@@ -140,6 +159,7 @@ def explain_split(
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     frame = frame.sort_values("row", ignore_index=True) if len(frame) else frame
     frame.attrs["grid"] = cams.grid if frames else None
+    frame.attrs["layer"] = layer
     return frame
 
 
