@@ -178,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder (default: the one each depth was trained on)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
+    p = sub.add_parser(
+        "explain", help="Grad-CAM maps: where each depth looks, right and wrong (PNG)"
+    )
+    p.add_argument("--run", help="a workbook run folder (or a `lab3 train` run folder)")
+    p.add_argument("--model", help="only this depth of the run, e.g. resnet18")
+    p.add_argument("--n", type=int, default=8, help="cells per depth's panel (default 8)")
+    p.add_argument("--split", choices=("valid", "test"), help="default: test when labelled")
+    p.add_argument("--checkpoint", help="one checkpoint, with --images and --out")
+    p.add_argument("--images", nargs="+", help="image files to explain with --checkpoint")
+    p.add_argument("--out", help="the PNG to write for --images")
+    p.add_argument(
+        "--layer", help="the stage the maps come from (default: layer4 from 192 px, else finer)"
+    )
+    p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
     p = sub.add_parser("report", help="build report.pdf from an executed workbook run")
     p.add_argument("--run", default="outputs/latest")
     _add_bench(sub)
@@ -240,6 +256,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(demo(args.run, args.data, args.device))
         return 0
+    if args.command == "explain":
+        return _explain(args)
     if args.command == "report":
         from lab3.report import build_report
 
@@ -355,6 +373,32 @@ def _evaluate(args: argparse.Namespace) -> int:
         title=f"{result.config.model} ({args.split}, accuracy {result.metrics['accuracy']:.2%})",
     )
     print(f"figure: {figure}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from lab3 import attention
+
+    if args.checkpoint or args.images:
+        if args.run or args.model:
+            raise UserError("give either --run (a run's depths) or --checkpoint with --images")
+        if not (args.checkpoint and args.images and args.out):
+            raise UserError("--checkpoint needs --images FILE ... and --out FILE.png")
+        out = attention.explain_images(
+            args.checkpoint, args.images, args.out, args.data, args.device, args.layer
+        )
+        print(f"figure: {out}")
+        return 0
+    if not args.run:
+        raise UserError("give --run RUN (a run folder) or --checkpoint best.pt --images ...")
+    if args.out:
+        raise UserError("--out goes with --images; --run writes into the run's figures folder")
+    if args.n < 1:
+        raise UserError(f"--n is a number of cells, at least 1, not {args.n}")
+    for path in attention.explain_run(
+        args.run, args.model, args.n, args.split, args.data, args.device, args.layer
+    ):
+        print(f"figure: {path}")
     return 0
 
 

@@ -368,3 +368,96 @@ def pretrained_text(
     if pairs:
         parts.append(f"Best checkpoints on the {split} split: " + "; ".join(pairs) + ".")
     return " ".join(parts)
+
+
+def attention_text(
+    table: pd.DataFrame,
+    split: str,
+    ablation: pd.DataFrame | None = None,
+    layers: Mapping[str, tuple[str, tuple[int, int]]] | None = None,
+    image_size: int | None = None,
+) -> str:
+    """What the Grad-CAM numbers say (`attention.attention_table`, one row per depth and split):
+    per depth, the share of its maps on the cell against the cell's own share of the image (what
+    an evenly spread map would get), and its mistakes against its right answers, called a
+    difference only when it exceeds two standard errors; then which layer the maps come from
+    (`attention.map_layers`) and how fine they are, and the ablation's variants."""
+    points = []
+    for (model, row_split), row in table.iterrows():
+        if row_split != split:
+            continue
+        text = (
+            f"**{model}** puts {pct(row['map on cell'])} of its attention on the cell, which "
+            f"covers {pct(row['cell area'])} of the image"
+        )
+        above, noise = float(row["above even"]), float(row["± 2 SE even"])
+        if not np.isfinite(noise) or abs(above) <= max(noise, 5e-4):  # within noise or 0.0
+            text += " (no more than an evenly spread map would put there)"
+        else:
+            text += (
+                f" ({100 * abs(above):.1f} points {'more' if above > 0 else 'less'} than an evenly "
+                f"spread map would put there, two standard errors ±{100 * noise:.1f})"
+            )
+        mistakes = int(row["mistakes"])
+        if mistakes == 0:
+            text += f"; it makes no mistakes on the {split} split to compare."
+        elif not np.isfinite(row["± 2 SE"]):
+            text += (
+                f"; its {'one mistake' if mistakes == 1 else f'{mistakes} mistakes'} "
+                f"{pct(row['wrong'])}, too few to compare with its right answers "
+                f"({pct(row['right'])})."
+            )
+        else:
+            gap, noise = float(row["right - wrong"]), float(row["± 2 SE"])
+            text += (
+                f"; its {mistakes} mistakes {pct(row['wrong'])}, right answers {pct(row['right'])}"
+            )
+            if abs(gap) <= max(noise, 5e-4):
+                text += (
+                    f": a difference of {100 * abs(gap):.1f} points, inside the noise (two "
+                    f"standard errors: ±{100 * noise:.1f} points)."
+                )
+            else:
+                text += (
+                    f": its mistakes look {'less' if gap > 0 else 'more'} at the cell, by "
+                    f"{100 * abs(gap):.1f} points, more than two standard errors "
+                    f"(±{100 * noise:.1f} points)."
+                )
+        points.append(text)
+    if layers:
+        points.append(map_resolution_text(layers, image_size))
+    if ablation is not None and not ablation.empty:
+        parts = [
+            f"{pct(row['map on cell'])} with {variant} (the cell covers {pct(row['cell area'])})"
+            for variant, row in ablation.iterrows()
+        ]
+        points.append(
+            "In the preprocessing ablation (ResNet18, validation split, one view) the share of "
+            f"map mass on the cell is {join_names(parts)}."
+        )
+    return "\n".join(f"- {p}" for p in points)
+
+
+def map_resolution_text(
+    layers: Mapping[str, tuple[str, tuple[int, int]]], image_size: int | None = None
+) -> str:
+    """Which stage the maps come from and how many cells they have: a map's share on a centred
+    cell means nothing when it has too few cells (a 2x2 map can only tilt, which cancels out)."""
+    size = f"{image_size} px" if image_size else "this size"
+    (layer, (rows, cols)), *_ = sorted(set(layers.values()), key=lambda v: v[1])
+    text = f"The maps come from `{layer}`, {rows}x{cols} cells at {size}"
+    if layer != "layer4" and image_size:
+        side = -(-image_size // 32)
+        text += (
+            f", rather than from the last stage, whose {side}x{side} output is too coarse to "
+            "tell a cell from its frame (a 2x2 map can only tilt from one side to the other, "
+            "which over a centred cell cancels out)"
+        )
+    if max(rows, cols) == 1:
+        return (
+            text + ": a single cell spreads every map evenly, so its share on the cell is the "
+            "cell's area and says nothing about where the networks look."
+        )
+    if max(rows, cols) <= 4:
+        return text + ": they separate the cell from the black frame only coarsely."
+    return text + "."

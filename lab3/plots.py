@@ -672,3 +672,118 @@ def plot_misclassified(
         cell_size=1.9,
         title_colors=["#B22222"] * len(images),
     )
+
+
+# --------------------------------------------------------------------------- class-activation maps
+
+
+def _show_image(ax: Any, image: np.ndarray) -> None:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255 if image.dtype == np.uint8 else None)
+    else:
+        ax.imshow(image)
+
+
+def _show_cam(ax: Any, image: np.ndarray, cam: np.ndarray, mask: np.ndarray | None) -> None:
+    """The map over the image (scaled to its own maximum) and the cell's outline in white."""
+    _show_image(ax, image)
+    cam = np.asarray(cam, dtype=float)
+    peak = cam.max()
+    ax.imshow(cam / peak if peak > 0 else cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    if mask is not None and 0 < np.mean(mask) < 1:
+        ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="white", linewidths=0.7)
+
+
+@_styled
+def plot_attention(
+    images: Sequence[np.ndarray],
+    maps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    groups: Sequence[str],
+    masks: Sequence[np.ndarray] | None = None,
+    title_colors: Sequence[str] | None = None,
+    path: str | Path | None = None,
+    title: str = "Grad-CAM: input and map",
+    cell_size: float = 1.5,
+) -> Figure:
+    """One row per group (e.g. 'correct: blast', 'mistakes: true normal'), each cell of the
+    group as a pair of panels: the input as the model sees it, then its class-activation map
+    over it (red: most weight), with the cell's outline; `titles` name the predicted class and
+    its probability."""
+    if not (len(images) == len(maps) == len(titles) == len(groups)):
+        raise ValueError("plot_attention: images, maps, titles and groups differ in length")
+    if not images:
+        return _finish(_message_figure("no images to explain", title, figsize=(7.0, 2.0)), path)
+    order = list(dict.fromkeys(groups))
+    members = {g: [i for i, name in enumerate(groups) if name == g] for g in order}
+    ncols = max(len(m) for m in members.values())
+    fig, axes = plt.subplots(
+        len(order),
+        2 * ncols,
+        figsize=(cell_size * 2 * ncols + 0.8, (cell_size + 0.45) * len(order) + 0.6),
+        squeeze=False,
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, group in enumerate(order):
+        axes[r, 0].text(
+            -0.08, 0.5, group, transform=axes[r, 0].transAxes, rotation=90,
+            ha="right", va="center", fontsize=9,
+        )  # fmt: skip
+        for c, i in enumerate(members[group]):
+            left, right = axes[r, 2 * c], axes[r, 2 * c + 1]
+            _show_image(left, images[i])
+            _show_cam(right, images[i], maps[i], None if masks is None else masks[i])
+            color = title_colors[i] if title_colors is not None else "black"
+            left.set_title(str(titles[i]), fontsize=8, fontweight="normal", color=color, loc="left")
+    fig.suptitle(title, fontsize=11, fontweight="bold")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+@_styled
+def plot_attention_depths(
+    images: Sequence[np.ndarray],
+    maps: Mapping[str, Sequence[np.ndarray]],
+    titles: Mapping[str, Sequence[str]],
+    row_labels: Sequence[str],
+    masks: Sequence[np.ndarray] | None = None,
+    title_colors: Mapping[str, Sequence[str]] | None = None,
+    path: str | Path | None = None,
+    title: str = "Where each depth looks",
+    cell_size: float = 1.6,
+) -> Figure:
+    """The same cells (rows) under every depth's map (columns after the input), so the depths'
+    attention can be compared cell by cell."""
+    if not images:
+        return _finish(_message_figure("no images to explain", title, figsize=(7.0, 2.0)), path)
+    models = list(maps)
+    fig, axes = plt.subplots(
+        len(images),
+        1 + len(models),
+        figsize=(cell_size * (1 + len(models)) + 0.4, (cell_size + 0.3) * len(images) + 0.6),
+        squeeze=False,
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    headers = ["input", *map(pretty_model_name, models)]
+    for i, image in enumerate(images):
+        _show_image(axes[i, 0], image)
+        axes[i, 0].set_title(str(row_labels[i]), fontsize=8, fontweight="normal")
+        for j in range(len(headers) if i == 0 else 0):  # each column's name above its first title
+            axes[0, j].text(
+                0.5, 1.2, headers[j], transform=axes[0, j].transAxes, ha="center", va="bottom",
+                fontsize=9, fontweight="bold",
+            )  # fmt: skip
+        for j, model in enumerate(models, start=1):
+            _show_cam(axes[i, j], image, maps[model][i], None if masks is None else masks[i])
+            color = title_colors[model][i] if title_colors is not None else "black"
+            axes[i, j].set_title(
+                str(titles[model][i]), fontsize=8, fontweight="normal", color=color
+            )
+    fig.suptitle(title, fontsize=11, fontweight="bold")
+    fig.tight_layout()
+    return _finish(fig, path)

@@ -53,6 +53,22 @@ def test_synth_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     )
 
 
+def test_synth_kind_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab3.data import synthetic_retinopathy as retinopathy
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        retinopathy, "write_retinopathy_dataset", _recorder(calls, ("out", "train", "test"))
+    )
+    _run(["synth", "--kind", "retinopathy", "--train", "20", "--test", "6", "--seed", "3"])
+    assert calls[-1] == {
+        "out": Path(retinopathy.DEFAULT_OUT), "train": 20, "test": 6,
+        "size": retinopathy.DEFAULT_SIZE, "seed": 3,
+    }  # fmt: skip
+    for refused in (["--valid", "5"], ["--force"], ["--size", "16"]):
+        assert cli.main(["synth", "--kind", "retinopathy", *refused]) == 2
+
+
 def test_data_summary_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     from lab3.data import summary
 
@@ -118,9 +134,9 @@ def test_run_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     _run(["run", "--data", "d", "--profile", "tiny", "--models", "resnet18", "--out", "o",
           "--nproc", "2"])  # fmt: skip
     assert calls[-1] == {"data": "d", "profile": "tiny", "models": "resnet18", "out": "o",
-                         "nproc": 2}  # fmt: skip
-    _run(["run"])
-    assert calls[-1] == {**cli.RUN_DEFAULTS, "out": None}
+                         "nproc": 2, "pretrained": False}  # fmt: skip
+    _run(["run", "--pretrained"])
+    assert calls[-1] == {**cli.RUN_DEFAULTS, "out": None, "pretrained": True}
     _run(["run", "--resume", "r"])
     assert calls[-1] == {"resume": "r"}
 

@@ -75,8 +75,9 @@ TEST_CSVS = {"resnet18": "resnet_18_test.csv", "resnet50": "resnet_50_test.csv",
 FIGURES = [
     "class_counts", "samples", "intensity", "preprocessing_steps", "augmentation_views",
     "ablation", "accuracy_curves", "loss_curves", "confusion_test", "confusion_test_normalised",
-    "misclassified",
+    "misclassified", "attention_depths_test",
     *(f"{kind}_{model}" for kind in ("accuracy", "loss", "lr") for model in MODELS),
+    *(f"attention_{model}_test" for model in MODELS),
 ]  # fmt: skip
 
 
@@ -168,7 +169,9 @@ def test_report_pdf_has_the_five_sections_in_order_and_figures(run: Path) -> Non
     positions = [text.find(heading) for _tag, heading in REPORT_SECTIONS]
     assert all(p >= 0 for p in positions), dict(zip(REPORT_SECTIONS, positions, strict=True))
     assert positions == sorted(positions)
-    for phrase in ("Highest test accuracy", "strict=True", "Caveat", "ResNet152"):
+    for phrase in (
+        "Highest test accuracy", "strict=True", "Caveat", "ResNet152", "What the networks look at",
+    ):  # fmt: skip
         assert phrase in text, phrase
     assert "injected" not in text.lower() and "run_dir =" not in text
     images = sum(len(page.images) for page in reader.pages)

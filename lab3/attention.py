@@ -1,0 +1,349 @@
+"""What notebook 05's section "What the networks look at" computes, and `lab3 explain`: the
+Grad-CAM maps of each depth's best checkpoint (`lab3.engine.explain`), the share of their mass
+on the cell per depth and split, right against wrong, the cells each panel shows, and the same
+number for the preprocessing ablation's runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab3.ablation import ABLATION_CSV, slug
+from lab3.config import MODEL_NAMES
+from lab3.data.preprocess import foreground_mask
+from lab3.engine.evaluate import LoadedCheckpoint
+from lab3.engine.explain import (
+    TARGET_LAYER,
+    cams_for_files,
+    cams_for_rows,
+    choose_layer,
+    explain_split,
+)
+from lab3.errors import UserError
+from lab3.plots import pretty_model_name
+from lab3.results import ModelResults, short_class_names
+from lab3.run_folder import WorkbookPaths
+
+RIGHT, WRONG = "#2E7D32", "#B22222"  # title colours of a right and a wrong prediction
+Frames = dict[str, dict[str, pd.DataFrame]]  # model -> split -> one row per image
+
+
+def explain_runs(
+    results: Mapping[str, ModelResults],
+    splits: Sequence[str] | None = None,
+    layer: str | None = None,
+) -> Frames:
+    """Per depth and evaluated split, each image's map explained for the evaluated prediction
+    (`engine.explain.explain_split`), with its foreground share. The maps come from `layer`,
+    by default the deepest stage fine enough at the run's image size (`choose_layer`)."""
+    frames: Frames = {}
+    for model, result in results.items():
+        assert result.checkpoint is not None, "evaluate_runs opens each best.pt"
+        stage = layer or choose_layer(result.config.image_size)
+        frames[model] = {
+            split: explain_split(result.checkpoint, split, evaluation.predictions, stage)
+            for split, evaluation in result.evaluations.items()
+            if splits is None or split in splits
+        }
+    return frames
+
+
+def map_layers(frames: Frames) -> dict[str, tuple[str, tuple[int, int]]]:
+    """Per depth, the layer its maps come from and that layer's output size (how fine the maps
+    really are)."""
+    return {
+        model: (frame.attrs["layer"], frame.attrs["grid"])
+        for model, splits in frames.items()
+        for frame in splits.values()
+        if frame.attrs.get("grid")
+    }
+
+
+def compare(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean foreground share of all, right and wrong images; the share above the cell's area
+    (per image: what the map adds to an evenly spread one), the right - wrong difference, and
+    two standard errors of each (NaN where a side has fewer than two images)."""
+    shares = frame.dropna(subset=["share"])
+    right = shares.loc[shares["correct"] == 1, "share"].to_numpy()
+    wrong = shares.loc[shares["correct"] == 0, "share"].to_numpy()
+    gain = (shares["share"] - shares["area"]).to_numpy()
+    noise = math.nan
+    if len(right) > 1 and len(wrong) > 1:
+        noise = 2 * math.sqrt(right.var(ddof=1) / len(right) + wrong.var(ddof=1) / len(wrong))
+    return {
+        "cell area": float(frame["area"].mean()) if len(frame) else math.nan,
+        "map on cell": float(shares["share"].mean()) if len(shares) else math.nan,
+        "above even": float(gain.mean()) if len(gain) else math.nan,
+        "± 2 SE even": 2 * float(gain.std(ddof=1)) / math.sqrt(len(gain))
+        if len(gain) > 1
+        else math.nan,
+        "right": float(right.mean()) if len(right) else math.nan,
+        "wrong": float(wrong.mean()) if len(wrong) else math.nan,
+        "mistakes": len(wrong),
+        "right - wrong": (
+            float(right.mean() - wrong.mean()) if len(right) and len(wrong) else math.nan
+        ),
+        "± 2 SE": noise,
+        "images": len(frame),
+    }
+
+
+def attention_table(frames: Frames) -> pd.DataFrame:
+    """One row per depth and split: the cell's share of the image (what an evenly spread map
+    would put on it), the maps' share on the cell, right and wrong, and their difference."""
+    rows = [
+        {"model": pretty_model_name(model), "split": split, **compare(frame)}
+        for model, splits in frames.items()
+        for split, frame in splits.items()
+    ]
+    return pd.DataFrame(rows).set_index(["model", "split"])
+
+
+def panel_rows(frame: pd.DataFrame, classes: int, n: int = 8) -> list[tuple[str, pd.Series]]:
+    """The cells of a depth's panel: for each class its most confident correct predictions, then
+    for each true class its most confident mistakes; `n` cells in all, spread over the groups."""
+    per_group = max(1, n // (2 * classes))
+    picked = []
+    labelled = frame[frame["label"] >= 0]
+    for kind in ("correct", "mistakes"):
+        for c in range(classes):
+            if kind == "correct":
+                group = labelled[(labelled["correct"] == 1) & (labelled["predicted"] == c)]
+            else:
+                group = labelled[(labelled["correct"] == 0) & (labelled["label"] == c)]
+            best = group.sort_values("prob", ascending=False, kind="stable").head(per_group)
+            picked += [((kind, c), row) for _, row in best.iterrows()]
+    return picked  # type: ignore[return-value]
+
+
+def attention_panel(
+    result: ModelResults, frame: pd.DataFrame, split: str, n: int = 8
+) -> dict[str, Any]:
+    """The keyword arguments of `plots.plot_attention` for one depth."""
+    assert result.checkpoint is not None
+    names = short_class_names(result.evaluations[split].class_names)
+    picked = panel_rows(frame, len(names), n)
+    rows = [int(row["row"]) for _, row in picked]
+    classes = [int(row["predicted"]) for _, row in picked]
+    layer = frame.attrs.get("layer", TARGET_LAYER)
+    images, cams = cams_for_rows(result.checkpoint, rows, classes, layer) if rows else ([], None)
+    groups = [
+        f"right: {names[c]}" if kind == "correct" else f"wrong: true {names[c]}"
+        for (kind, c), _ in picked
+    ]
+    return {
+        "images": list(images),
+        "maps": [] if cams is None else list(cams.maps.numpy()),
+        "masks": [foreground_mask(image) for image in images],
+        "titles": [f"{names[int(r['predicted'])]} {r['prob']:.2f}" for _, r in picked],
+        "groups": groups,
+        "title_colors": [RIGHT if kind == "correct" else WRONG for (kind, _c), _ in picked],
+        "title": f"{pretty_model_name(result.model)} on {split}: predicted class (probability), "
+        f"input and Grad-CAM ({layer})",
+    }
+
+
+def depth_rows(frames: Frames, split: str, per_class: int = 2) -> list[int]:
+    """The same cells for every depth: per class, `per_class` cells evenly spread over the
+    split's rows of that class, and the cell the most depths get wrong (when one does)."""
+    tables = [splits[split] for splits in frames.values() if split in splits]
+    first = tables[0]
+    wrong = sum(t.set_index("row")["correct"].eq(0).astype(int) for t in tables)
+    rows: list[int] = []
+    for c in sorted(int(v) for v in first["label"].unique() if v >= 0):
+        members = np.sort(first.loc[first["label"] == c, "row"].to_numpy())
+        if len(members) == 0:
+            continue
+        spread = np.unique(np.linspace(0, len(members) - 1, per_class).round().astype(int))
+        rows += [int(members[i]) for i in spread]
+    hardest = wrong.sort_values(ascending=False, kind="stable")
+    if len(hardest) and hardest.iloc[0] > 0 and int(hardest.index[0]) not in rows:
+        rows.append(int(hardest.index[0]))
+    return rows
+
+
+def depth_comparison(
+    results: Mapping[str, ModelResults], frames: Frames, split: str, per_class: int = 2
+) -> dict[str, Any]:
+    """The keyword arguments of `plots.plot_attention_depths`: the same cells under each depth's
+    map, each titled with that depth's predicted class and probability."""
+    rows = depth_rows(frames, split, per_class)
+    names = short_class_names(next(iter(results.values())).evaluations[split].class_names)
+    maps, titles, colors = {}, {}, {}
+    images: np.ndarray | list = []
+    for model, result in results.items():
+        assert result.checkpoint is not None
+        frame = frames[model][split]
+        table = frame.set_index("row").loc[rows]
+        predicted = table["predicted"].astype(int).tolist()
+        layer = frame.attrs.get("layer", TARGET_LAYER)
+        images, cams = cams_for_rows(result.checkpoint, rows, predicted, layer)
+        maps[model] = list(cams.maps.numpy())
+        titles[model] = [
+            f"{names[p]} {q:.2f}" for p, q in zip(predicted, table["prob"], strict=True)
+        ]
+        colors[model] = [RIGHT if ok == 1 else WRONG for ok in table["correct"]]
+    labels = frames[next(iter(frames))][split].set_index("row").loc[rows, "label"]
+    return {
+        "images": list(images),
+        "maps": maps,
+        "titles": titles,
+        "title_colors": colors,
+        "masks": [foreground_mask(image) for image in images],
+        "row_labels": [f"true {names[int(v)]}" for v in labels],
+        "title": f"Where each depth looks ({split}): predicted class (probability)",
+    }
+
+
+def ablation_attention(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    layer: str | None = None,
+) -> pd.DataFrame | None:
+    """The foreground share of the preprocessing ablation's runs (notebook 02) on the validation
+    split, one view: does the tight crop put the maps on the cell where plain resize does not?
+    None when the run has no ablation."""
+    folder = WorkbookPaths.at(run_dir).ablation
+    if not (folder / ABLATION_CSV).is_file():
+        return None
+    variants = pd.read_csv(folder / ABLATION_CSV)[["variant", "preprocess"]].drop_duplicates()
+    rows = []
+    for variant, spec in variants.itertuples(index=False):
+        checkpoint = folder / slug(str(spec)) / "best.pt"
+        if not checkpoint.is_file():
+            continue
+        data = str(data_dir) if data_dir is not None else None
+        loaded = LoadedCheckpoint.open(checkpoint, data=data, device=device)
+        stage = layer or choose_layer(loaded.config.image_size)
+        rows.append({"variant": variant, **compare(explain_split(loaded, "valid", layer=stage))})
+    return pd.DataFrame(rows).set_index("variant") if rows else None
+
+
+# ------------------------------------------------------------------------- lab3 explain
+
+
+def _checkpoints(run: Path, model: str | None) -> dict[str, Path]:
+    """The best.pt of each trained depth of a workbook run, or of a `lab3 train` run folder."""
+    if not run.is_dir():
+        raise UserError("no such run folder; pass --run outputs/<run>", run)
+    if (run / "best.pt").is_file():
+        found = {model or run.name: run / "best.pt"}
+    else:
+        runs = WorkbookPaths.at(run).runs
+        found = {p.parent.name: p for p in runs.glob("*/best.pt")}
+        order = [*MODEL_NAMES, *sorted(found)]  # the depths in the lab's order, then others
+        found = {m: found[m] for m in dict.fromkeys(order) if m in found}
+        if model is not None:
+            found = {m: p for m, p in found.items() if m == model}
+    if not found:
+        what = f"runs/{model}/best.pt" if model else "runs/<model>/best.pt or best.pt"
+        raise UserError(f"no checkpoint here (no {what}); train it first (`lab3 run`)", run)
+    return found
+
+
+def explain_run(
+    run_dir: str | Path,
+    model: str | None = None,
+    n: int = 8,
+    split: str | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    layer: str | None = None,
+) -> list[Path]:
+    """`lab3 explain --run`: each depth's panel, and the depths side by side when there are
+    several, as PNGs in the run's figures folder. Returns the files written."""
+    from lab3.plots import plot_attention, plot_attention_depths
+    from lab3.results import load_history
+
+    run = Path(run_dir)
+    checkpoints = _checkpoints(run, model)
+    results: dict[str, ModelResults] = {}
+    for name, path in checkpoints.items():
+        loaded = LoadedCheckpoint.open(path, data=data_dir, device=device)
+        chosen = split or ("test" if loaded.data.has_labels("test") else "valid")
+        if not loaded.data.has_labels(chosen):
+            raise UserError(f"the {chosen} split has no labels to tell right from wrong", path)
+        history = load_history(path.parent) if (path.parent / "history.csv").is_file() else None
+        results[name] = ModelResults(
+            name,
+            path.parent,
+            loaded.config,
+            history if history is not None else pd.DataFrame(),
+            {chosen: loaded.evaluate(chosen)},
+            loaded,
+        )
+    figures = run / "figures" if not (run / "best.pt").is_file() else run
+    written = []
+    for result in results.values():
+        assert result.checkpoint is not None
+        _check_layer(result.checkpoint, layer)
+    frames = explain_runs(results, layer=layer)
+    for name, result in results.items():
+        (chosen,) = result.evaluations
+        args = attention_panel(result, frames[name][chosen], chosen, n)
+        path = figures / f"attention_{name}_{chosen}.png"
+        _close(plot_attention(**args, path=path))
+        written.append(path)
+    splits = {next(iter(r.evaluations)) for r in results.values()}
+    if len(results) > 1 and len(splits) == 1:
+        (chosen,) = splits
+        path = figures / f"attention_depths_{chosen}.png"
+        _close(plot_attention_depths(**depth_comparison(results, frames, chosen), path=path))
+        written.append(path)
+    return written
+
+
+def explain_images(
+    checkpoint: str | Path,
+    images: Sequence[str | Path],
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    layer: str | None = None,
+) -> Path:
+    """`lab3 explain --checkpoint --images`: the maps of some image files, preprocessed as the
+    checkpoint's data was, in one PNG at `out` (nothing else is written)."""
+    from lab3.plots import plot_attention
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise UserError("--out names the PNG to write, e.g. --out maps.png", out)
+    loaded = LoadedCheckpoint.open(checkpoint, data=data_dir, device=device)
+    stage = _check_layer(loaded, layer or choose_layer(loaded.config.image_size))
+    pixels, cams = cams_for_files(loaded, [str(p) for p in images], stage)
+    names = short_class_names(list(loaded.state["class_names"]))
+    probs = cams.probs.numpy()
+    predicted = cams.classes.numpy()
+    figure = plot_attention(
+        images=list(pixels),
+        maps=list(cams.maps.numpy()),
+        masks=[foreground_mask(p) for p in pixels],
+        titles=[f"{names[c]} {probs[i, c]:.2f}" for i, c in enumerate(predicted)],
+        groups=[Path(p).name for p in images],
+        path=out,
+        title=f"{pretty_model_name(loaded.config.model)}, one view: prediction (probability), "
+        f"Grad-CAM ({stage})",
+    )
+    _close(figure)
+    return out
+
+
+def _check_layer(loaded: LoadedCheckpoint, layer: str | None) -> str | None:
+    """A `--layer` the model has, or one line naming those it has."""
+    names = [name for name, _ in loaded.model.named_children()]
+    if layer is not None and layer not in dict(loaded.model.named_modules()):
+        raise UserError(f"the model has no layer {layer!r}; its stages: {', '.join(names)}")
+    return layer
+
+
+def _close(figure: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
