@@ -141,6 +141,23 @@ def test_run_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls[-1] == {"resume": "r"}
 
 
+def test_explain_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab3 import attention
+
+    calls: list[dict[str, Any]] = []
+    run_names = ("run", "model", "n", "split", "data", "device", "layer")
+    monkeypatch.setattr(attention, "explain_run", _recorder(calls, run_names))
+    image_names = ("checkpoint", "images", "out", "data", "device", "layer")
+    monkeypatch.setattr(attention, "explain_images", _recorder(calls, image_names))
+    _run(["explain", "--run", "r", "--model", "resnet50", "--n", "3", "--split", "valid",
+          "--data", "d", "--device", "cpu", "--layer", "layer3"])  # fmt: skip
+    assert calls[-1] == {"run": "r", "model": "resnet50", "n": 3, "split": "valid", "data": "d",
+                         "device": "cpu", "layer": "layer3"}  # fmt: skip
+    _run(["explain", "--checkpoint", "c.pt", "--images", "a.bmp", "b.bmp", "--out", "m.png"])
+    assert calls[-1] == {"checkpoint": "c.pt", "images": ["a.bmp", "b.bmp"], "out": "m.png",
+                         "data": None, "device": "auto", "layer": None}  # fmt: skip
+
+
 def test_demo_and_report_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     from lab3 import report, results
 
