@@ -23,11 +23,13 @@ import subprocess
 import sys
 import tomllib
 from collections import Counter
-from datetime import date
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lab3.bench.provenance import command_line, provenance, write_results  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "mutants.md"
+RESULTS = ROOT / "benchmarks" / "results" / "mutants"  # .json and .md
 # mutmut's exit codes (mutmut/stats.py): what each means for a mutant
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
           36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
@@ -57,7 +59,9 @@ def outcomes() -> dict[str, int | None]:
     return found
 
 
-def table(codes: dict[str, int | None], equivalent: dict[str, str]) -> tuple[str, list[str]]:
+def table(
+    codes: dict[str, int | None], equivalent: dict[str, str]
+) -> tuple[str, list[str], dict[str, dict[str, int]]]:
     counts: dict[str, Counter] = {}
     left = []
     for mutant, code in sorted(codes.items()):
@@ -78,35 +82,21 @@ def table(codes: dict[str, int | None], equivalent: dict[str, str]) -> tuple[str
         lines.append(f"| `{module}` | {sum(count.values())} | {cells} |")
     cells = " | ".join(str(total[c]) for c in COLUMNS)
     lines.append(f"| all | {sum(total.values())} | {cells} |")
-    return "\n".join(lines), left
+    per_module = {m: {c: count[c] for c in COLUMNS} for m, count in sorted(counts.items())}
+    return "\n".join(lines), left, per_module
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                             capture_output=True, text=True)  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lab3", "tests"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def write_results(command: str, notes: str = "") -> Path:
+def write_mutants(command: str, notes: str = "") -> Path:
     settings = config()
     equivalent = settings.get("equivalent", {})
     codes = outcomes()
     if not codes:
         sys.exit("no mutmut records under mutants/: run `make mutants` first")
-    text, left = table(codes, equivalent)
+    text, left, per_module = table(codes, equivalent)
     stale = sorted(set(equivalent) - set(codes))
     parts = [
-        "# Mutation testing (mutmut 3)",
-        "",
-        f"- command: `{command}`",
-        f"- date: {date.today().isoformat()}, commit {commit()}, mutmut "
-        f"{_version()}, {os.cpu_count()} CPU cores",
-        "- modules and their tests: `[tool.mutmut]` in pyproject.toml",
+        f"mutmut {_version()}, {os.cpu_count()} CPU cores; the modules and their tests: "
+        "`[tool.mutmut]` in pyproject.toml",
         "",
         text,
         "",
@@ -124,8 +114,11 @@ def write_results(command: str, notes: str = "") -> Path:
                   + ", ".join(f"`{s}`" for s in stale)]  # fmt: skip
     parts += ["", "## Survivors left", ""]
     parts += [f"- `{name}`" for name in left] or ["none"]
-    RESULTS.write_text("\n".join(parts) + "\n")
-    return RESULTS
+    document = {"modules": per_module, "survivors": left, "equivalent": equivalent}
+    _, md_path = write_results(
+        RESULTS, provenance(command), document, "Mutation testing (mutmut 3)", "\n".join(parts)
+    )
+    return md_path
 
 
 def _version() -> str:
@@ -151,7 +144,7 @@ def main() -> int:
         if code != 0:
             print(f"mutmut ended with exit code {code}", file=sys.stderr)
             return code
-    path = write_results(shlex.join(command), args.notes)
+    path = write_mutants(f"{command_line()} (runs: {shlex.join(command)})", args.notes)
     print(path.read_text())
     return 0
 

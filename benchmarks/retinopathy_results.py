@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from lab3.bench.provenance import provenance, write_results
 from lab3.metrics import standard_error
 from lab3.results import evaluate_runs
 from lab3.run_folder import read_record
@@ -68,29 +67,24 @@ def main() -> None:
         )
         confusions[model] = test.confusion.tolist()
     document = {
-        "command": args.command,
         "profile": record["profile"],
         "notebook_minutes": round(record.get("seconds", float("nan")) / 60, 1),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
         "results": rows,
         "confusion_test": confusions,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    config = json.loads((run / "runs" / record["models"][0] / "config.json").read_text())
+    header = provenance(args.command, "cpu", config.get("execution"))
     table = markdown(pd.DataFrame(rows).set_index("model"))
     matrices = "\n\n".join(
         f"{model} (rows: true grade 0-4, columns: predicted):\n\n"
         + markdown(pd.DataFrame(cm).rename_axis("true"))
         for model, cm in confusions.items()
     )
-    (RESULTS / f"{args.name}.md").write_text(
-        f"# {args.name}\n\n`{args.command}`\n\n{record['profile']} profile, "
-        f"{document['notebook_minutes']} min of notebooks, torch {torch.__version__}, "
-        f"Python {platform.python_version()}, {torch.get_num_threads()} threads\n\n{table}\n\n"
-        f"Confusion matrices on the test split:\n\n{matrices}\n"
+    body = (
+        f"{record['profile']} profile, {document['notebook_minutes']} min of notebooks\n\n"
+        f"{table}\n\nConfusion matrices on the test split:\n\n{matrices}\n"
     )
+    write_results(RESULTS / args.name, header, document, args.name, body)
     print(table)
 
 

@@ -129,13 +129,15 @@ def test_failed_rank_ends_the_job_and_resume_continues(
 
 
 @pytest.mark.slow
-def test_resume_with_another_world_size_is_refused(ddp_run: Path, tmp_path: Path) -> None:
+def test_resume_with_another_world_size_is_refused(
+    ddp_run: Path, small_synthetic: Path, tmp_path: Path
+) -> None:
     """Catches a resume that silently changes the global batch and the data order."""
     run = tmp_path / "copy"
     run.mkdir()
     (run / "last.pt").write_bytes((ddp_run / "best.pt").read_bytes())  # finished: no last.pt
     (run / "config.json").write_bytes((ddp_run / "config.json").read_bytes())
-    config = make_config(**SETTINGS, model="resnet18", data="unused", out=str(run))
+    config = make_config(**SETTINGS, model="resnet18", data=str(small_synthetic), out=str(run))
     with pytest.raises(UserError, match="trained by 2 process"):
         fit(config, resume=True, progress=False)
 

@@ -340,7 +340,7 @@ def test_every_train_flag_reaches_the_config(
         "augment": "affine", "optimizer": "sgd", "schedule": "cosine", "class_balance": "sampler",
         "ema": 0.5, "precise_bn": 9, "tta": 3, "train_limit": 13, "split_mode": "subject",
         "amp": "off", "compile": "off", "channels_last": "on", "seed": 5,
-        "out": str(tmp_path / "run"), "device": "cpu",
+        "out": str(tmp_path / "run"), "device": "cpu", "init": "imagenet",
     }  # fmt: skip
     argv = ["train", "--profile", "full"]
     for name, value in values.items():
