@@ -54,6 +54,25 @@ def notebook_rows(record: dict) -> list[dict]:
     return rows
 
 
+def phase_rows(run: Path, record: dict, least: float = 2.0) -> list[dict]:
+    """Where each notebook's time went: every cell that took `least` seconds or more (papermill
+    records each cell's duration), named by its first line; the rest of the notebook in one row."""
+    rows = []
+    for entry in record["notebooks"]:
+        name = entry["notebook"]
+        cells = json.loads((run / "notebooks" / name).read_text())["cells"]
+        timed = [(c["metadata"].get("papermill", {}).get("duration") or 0.0, c) for c in cells]
+        long = [(seconds, c) for seconds, c in timed if seconds >= least]
+        for seconds, cell in long:
+            first = "".join(cell["source"]).strip().splitlines()[0][:70]
+            rows.append({"notebook": name.removesuffix(".ipynb"), "cell": first,
+                         "seconds": round(seconds, 1)})  # fmt: skip
+        rest = entry["seconds"] - sum(seconds for seconds, _ in long)
+        rows.append({"notebook": name.removesuffix(".ipynb"), "cell": "(the rest: kernel start, "
+                     "short cells)", "seconds": round(rest, 1)})  # fmt: skip
+    return rows
+
+
 def ablation_rows(run: Path) -> list[dict]:
     path = run / "ablation" / "ablation.csv"
     if not path.is_file():
@@ -83,8 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         depths = [depth_row(run / "runs" / m, data, m, Path(scratch)) for m in models]
     execution = json.loads((run / "runs" / models[0] / "config.json").read_text())["execution"]
     notebooks, ablation = notebook_rows(record), ablation_rows(run)
+    phases = phase_rows(run, record)
     header = provenance(args.command, execution["device"], execution)
-    document = {"note": args.note, "notebooks": notebooks, "depths": depths, "ablation": ablation}
+    document = {
+        "note": args.note,
+        "notebooks": notebooks,
+        "phases": phases,
+        "depths": depths,
+        "ablation": ablation,
+    }
     body = "\n\n".join(
         part
         for part in (
@@ -92,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Data: `{data.name}`, profile {record['profile']}; bf16 {execution['bf16_reason']}.",
             "## Time per notebook (seconds; estimate_error = estimate / actual - 1)",
             markdown(notebooks),
+            "## Where the time went: cells of 2 s or more",
+            markdown(phases),
             "## Each depth's submission, scored against test_labels.csv",
             markdown(depths),
             "## Preprocessing ablation (notebook 02)" if ablation else "",

@@ -37,7 +37,9 @@ DECODE_SECONDS = 0.006  # one 450 px image decoded, cropped and resized into a c
 # A step in a real epoch costs more than a bare timed one: batches gathered and augmented,
 # BatchNorm statistics re-estimated in training mode, checkpoints written.
 LOOP_OVERHEAD = 1.15
-TIMED_STEPS = 2  # training steps timed per depth, after one that warms up
+# training steps timed per depth, after one that warms up; the fastest counts, so a step that
+# another process delayed does not inflate the whole estimate
+TIMED_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ class Work:
 
 
 def time_depth(config: TrainConfig, steps: int = TIMED_STEPS) -> Prices:
-    """Time `steps` training steps and one evaluation batch of `config.model` on random images
-    at the config's size, batch, precision and memory layout, after one of each to warm up."""
+    """The fastest of `steps` timed training steps and one evaluation batch of `config.model`
+    on random images at the config's size, batch, precision and memory layout, after one of
+    each to warm up."""
     from lab3.engine.train import make_optimizer
     from lab3.models import build_model
 
@@ -94,7 +97,7 @@ def time_depth(config: TrainConfig, steps: int = TIMED_STEPS) -> Prices:
 
     model.train()
     train_step()
-    seconds = _timed(train_step, steps, device) / steps
+    seconds = min(_timed(train_step, 1, device) for _ in range(steps))
     model.eval()
     evaluation_batch = torch.cat([images, images])  # evaluation batches are twice as large
     forward()

@@ -302,7 +302,7 @@ def test_auto_precision_follows_the_cpu(native: bool, monkeypatch: pytest.Monkey
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     auto = make_config("quick", device="cpu")
-    assert auto.use_amp() is native and auto.use_channels_last() is native
+    assert auto.use_amp() is native and auto.use_channels_last() is True  # either precision
     assert isinstance(auto.autocast(), torch.autocast) is native
     assert make_config("quick", device="cpu", amp="off").use_amp() is False
     assert make_config("quick", device="cpu", amp="on").use_amp() is True

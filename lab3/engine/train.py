@@ -202,7 +202,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or Nesterov SGD, fused: one kernel over all parameters instead of a loop over them
-    (on the CPU AdamW's update of ResNet152 takes about a third of the time;
+    (on the CPU the fused AdamW update of ResNet50/152 takes about a fifth of the loop's time;
     benchmarks/results/optimizer_step_cpu.md)."""
     groups = parameter_groups(model, config.weight_decay)
     if config.optimizer == "adamw":
