@@ -5,7 +5,8 @@ depth, images through each model at evaluation, images to decode into a cache), 
 a few training and evaluation steps timed on this machine, in the precision and memory layout
 the run will use. What does not scale with the models (starting a kernel, drawing figures, the
 exploration) is a fixed allowance per notebook. After each notebook the estimate of the rest is
-scaled by how far the finished notebooks ran from theirs.
+scaled by how far the finished notebooks of the same kind ran from theirs: the notebooks that are
+mostly a fixed allowance (01, 03) say little about the training ones, whose prices were timed.
 """
 
 from __future__ import annotations
@@ -26,13 +27,19 @@ from lab3.data.preprocess import Pipeline
 
 # Seconds a notebook takes besides the work counted below (kernel start, imports, figures,
 # tables), from the per-notebook times of the default run (benchmarks/results/workbook_*.md).
+# Between a CPU with bf16 and a slower one without (01 took 10-24 s, 03 12-31 s, the figures
+# and tables of 05 20-40 s); `Estimate.pace` rescales them by the first ones that finish.
 FIXED_SECONDS = {
-    "01_data_exploration": 9.0,
-    "02_preprocessing_experiments": 12.0,
-    "03_resnet_definitions": 11.0,
-    "04_train": 6.0,
-    "05_evaluation_and_report": 16.0,
+    "01_data_exploration": 15.0,
+    "02_preprocessing_experiments": 15.0,
+    "03_resnet_definitions": 20.0,
+    "04_train": 12.0,
+    "05_evaluation_and_report": 30.0,
 }
+# A Grad-CAM map (notebook 05's "What the networks look at", every evaluated image) costs
+# about this many forward passes: the forward, and the backward from the class score down to
+# the target stage
+MAP_FORWARDS = 3
 DECODE_SECONDS = 0.006  # one 450 px image decoded, cropped and resized into a cache, per core
 # A step in a real epoch costs more than a bare timed one: batches gathered and augmented,
 # BatchNorm statistics re-estimated in training mode, checkpoints written.
@@ -148,7 +155,8 @@ def count_work(
         ablation.images["resnet18"] += images + sum(ABLATION_TTA) * sizes["valid"]
         ablation.decoded += to_decode(config)
     work["02_preprocessing_experiments"] = ablation
-    final = Work()
+    # notebook 05 maps the ablation's runs on the validation split too
+    final = Work(images={"resnet18": MAP_FORWARDS * len(ABLATION_VARIANTS) * sizes["valid"]})
     for model in models:
         config = make_config(profile, model=model, device=device)
         steps, images = _training(config, sizes)
@@ -157,7 +165,12 @@ def count_work(
             {model: math.ceil(images / processes)},
             to_decode(config),
         )
-        final.images[model] = config.tta * (sizes["valid"] + sizes["test"])
+        evaluated = sizes["valid"] + sizes["test_labelled"]  # the splits mapped by Grad-CAM
+        final.images[model] = (
+            final.images.get(model, 0)
+            + config.tta * (sizes["valid"] + sizes["test"])
+            + MAP_FORWARDS * evaluated
+        )
     work["05_evaluation_and_report"] = final
     return work
 
@@ -194,24 +207,32 @@ class Estimate:
     note: str = ""  # how the prices were obtained (precision, timed steps)
     prices: dict[str, Prices] = field(default_factory=dict)  # what the timed steps gave
     actual: dict[str, float] = field(default_factory=dict)
+    fixed: dict[str, float] = field(default_factory=dict)  # the fixed allowance in `planned`
 
     @property
     def total(self) -> float:
         return sum(self.planned.values())
 
-    def pace(self) -> float:
-        """Actual over planned time of the finished notebooks, within [0.5, 2]."""
-        if not self.actual:
-            return 1.0
-        planned = sum(self.planned[name] for name in self.actual)
-        return min(2.0, max(0.5, sum(self.actual.values()) / max(planned, 1e-9)))
+    def kind(self, name: str) -> str:
+        """'fixed' where most of a notebook's plan is its fixed allowance, else 'compute'."""
+        return "fixed" if self.fixed.get(name, 0.0) >= 0.5 * self.planned[name] else "compute"
+
+    def pace(self, kind: str = "compute") -> float:
+        """Actual over planned time of the finished notebooks of `kind`, within [0.5, 2]. With
+        none finished, compute keeps the timed prices (1) and fixed follows compute's pace."""
+        names = [name for name in self.actual if self.kind(name) == kind]
+        if not names:
+            return self.pace("compute") if kind == "fixed" else 1.0
+        planned = sum(self.planned[name] for name in names)
+        actual = sum(self.actual[name] for name in names)
+        return min(2.0, max(0.5, actual / max(planned, 1e-9)))
 
     def finished(self, name: str, seconds: float) -> None:
         self.actual[name] = seconds
 
     def left(self) -> float:
-        rest = [s for name, s in self.planned.items() if name not in self.actual]
-        return sum(rest) * self.pace()
+        rest = [name for name in self.planned if name not in self.actual]
+        return sum(self.planned[name] * self.pace(self.kind(name)) for name in rest)
 
     def opening_line(self) -> str:
         parts = ", ".join(f"{name[:2]} {_minutes(s)}" for name, s in _grouped(self.planned))
@@ -254,11 +275,13 @@ def estimate_run(
     depths = sorted({m for w in work.values() for m in (*w.steps, *w.images)})
     prices = {m: price(make_config(profile, model=m, device=device)) for m in depths}
     cores = cores or torch.get_num_threads()
-    planned = {}
+    planned, fixed = {}, {}
     for output in outputs:
         name = output.removesuffix(".ipynb")
-        planned[name] = work[name].seconds(prices, fixed_seconds(name), cores)
+        fixed[name] = fixed_seconds(name)
+        planned[name] = work[name].seconds(prices, fixed[name], cores)
     config = make_config(profile, device=device)
     bf16 = config.execution()
     precision = "bf16" if bf16["bf16"] else f"float32 ({bf16['bf16_reason']})"
-    return Estimate(planned, f"{TIMED_STEPS} timed steps per depth, {precision}", prices)
+    note = f"{TIMED_STEPS} timed steps per depth, {precision}"
+    return Estimate(planned, note, prices, fixed=fixed)

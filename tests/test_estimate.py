@@ -43,8 +43,12 @@ def test_work_is_counted_from_the_data_and_the_profile(small_synthetic: Path) ->
     assert train.steps == {"resnet18": epochs * per_epoch}
     per_evaluation = min(r18.precise_bn, n_train) + n_valid + n_test
     assert train.images == {"resnet18": epochs * per_evaluation}
+    # the final TTA evaluation, and the Grad-CAM maps of every evaluated image (and of the
+    # ablation's three ResNet18 runs on valid)
+    maps = {m: estimate.MAP_FORWARDS * (n_valid + n_test) for m in MODELS}
+    maps["resnet18"] += estimate.MAP_FORWARDS * 3 * n_valid
     assert work["05_evaluation_and_report"].images == {
-        m: make_config("quick", model=m).tta * (n_valid + n_test) for m in MODELS
+        m: make_config("quick", model=m).tta * (n_valid + n_test) + maps[m] for m in MODELS
     }
     ablation = work["02_preprocessing_experiments"]
     assert set(ablation.steps) == {"resnet18"} and ablation.steps["resnet18"] > 0
@@ -78,6 +82,24 @@ def test_the_rest_is_rescaled_by_the_pace_of_the_finished_notebooks() -> None:
     e.finished("04_train_x", 700.0)  # the pace is bounded
     assert e.pace() == 2.0 and e.left() == 0.0
     assert "04 1.2 min" in Estimate({"04_train_x": 30.0, "04_train_y": 40.0}).opening_line()
+
+
+def test_a_slow_fixed_notebook_does_not_rescale_the_timed_training() -> None:
+    """Catches the exploration notebook's slow imports doubling the training's estimate: the
+    notebooks that are mostly fixed allowance set the pace of their own kind only."""
+    e = Estimate(
+        {"01_a": 10.0, "03_c": 10.0, "04_train_x": 100.0},
+        fixed={"01_a": 10.0, "03_c": 10.0, "04_train_x": 5.0},
+    )
+    assert [e.kind(n) for n in e.planned] == ["fixed", "fixed", "compute"]
+    e.finished("01_a", 25.0)  # 2.5x its allowance: bounded to 2 for its kind
+    assert e.pace("fixed") == 2.0 and e.pace("compute") == 1.0
+    assert e.left() == pytest.approx(2.0 * 10.0 + 100.0)
+    e.finished("04_train_x", 150.0)
+    assert e.left() == pytest.approx(2.0 * 10.0)
+    fresh = Estimate({"03_c": 10.0, "04_train_x": 100.0}, fixed={"03_c": 10.0})
+    fresh.finished("04_train_x", 150.0)  # no fixed notebook finished: compute's pace serves
+    assert fresh.left() == pytest.approx(1.5 * 10.0)
 
 
 def test_work_seconds_divides_decoding_over_the_cores() -> None:
