@@ -138,10 +138,17 @@ def _training(config: TrainConfig, sizes: Mapping[str, int]) -> tuple[int, int]:
 
 
 def count_work(
-    layout: Layout, profile: str, models: Sequence[str], device: str = "auto", processes: int = 1
+    layout: Layout,
+    profile: str,
+    models: Sequence[str],
+    device: str = "auto",
+    processes: int = 1,
+    pretrained: bool = False,
 ) -> dict[str, Work]:
     """Each notebook's work (keyed by its output name, `04_train_<model>` per depth); with
-    several processes training a depth, each does its share of the steps and evaluations."""
+    several processes training a depth, each does its share of the steps and evaluations.
+    With `pretrained` each depth trains and is evaluated twice (from scratch, from ImageNet)."""
+    inits = 2 if pretrained else 1
     sizes = _split_sizes(layout)
     to_decode = _Caches(layout)
     work = {"01_data_exploration": Work(), "03_resnet_definitions": Work()}
@@ -161,14 +168,14 @@ def count_work(
         config = make_config(profile, model=model, device=device)
         steps, images = _training(config, sizes)
         work[f"04_train_{model}"] = Work(
-            {model: math.ceil(steps / processes)},
-            {model: math.ceil(images / processes)},
+            {model: inits * math.ceil(steps / processes)},
+            {model: inits * math.ceil(images / processes)},
             to_decode(config),
         )
         evaluated = sizes["valid"] + sizes["test_labelled"]  # the splits mapped by Grad-CAM
         final.images[model] = (
             final.images.get(model, 0)
-            + config.tta * (sizes["valid"] + sizes["test"])
+            + inits * config.tta * (sizes["valid"] + sizes["test"])
             + MAP_FORWARDS * evaluated
         )
     work["05_evaluation_and_report"] = final
@@ -268,10 +275,11 @@ def estimate_run(
     processes: int = 1,
     price: Callable[[TrainConfig], Prices] = time_depth,
     cores: int | None = None,
+    pretrained: bool = False,
 ) -> Estimate:
     """The estimate of the notebooks in `outputs` (their output names), pricing each depth the
     run trains with `price` (timed steps by default)."""
-    work = count_work(layout, profile, models, device, processes)
+    work = count_work(layout, profile, models, device, processes, pretrained)
     depths = sorted({m for w in work.values() for m in (*w.steps, *w.images)})
     prices = {m: price(make_config(profile, model=m, device=device)) for m in depths}
     cores = cores or torch.get_num_threads()

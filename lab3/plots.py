@@ -429,9 +429,13 @@ def plot_scratch_vs_pretrained(
             epochs = _epochs(history)
             name = f"{pretty_model_name(model)} {label}"
             valid = pd.to_numeric(history["valid_acc"], errors="coerce") * 100
-            ax.plot(epochs, valid, style, color=color, linewidth=2.0, label=f"{name} (valid)")
+            marker = "o" if len(history) == 1 else None  # one epoch: a point, not a line
+            ax.plot(
+                epochs, valid, style, color=color, linewidth=2.0, marker=marker,
+                label=f"{name} (valid)",
+            )  # fmt: skip
             train = pd.to_numeric(history["train_acc"], errors="coerce") * 100
-            ax.plot(epochs, train, style, color=color, linewidth=0.9, alpha=0.5)
+            ax.plot(epochs, train, style, color=color, linewidth=0.9, alpha=0.5, marker=marker)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)

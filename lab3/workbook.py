@@ -365,6 +365,7 @@ def _estimate(record: dict[str, Any], outputs: list[str], stream: TextIO) -> Est
             outputs,
             device=record["device"],
             processes=record.get("nproc", 1),
+            pretrained=bool(record.get("pretrained", False)),
         )
     except Exception as err:  # an estimate is a courtesy: it never stops the run
         stream.write(f"workbook: no time estimate ({type(err).__name__}: {err})\n")

@@ -84,6 +84,24 @@ def test_the_rest_is_rescaled_by_the_pace_of_the_finished_notebooks() -> None:
     assert "04 1.2 min" in Estimate({"04_train_x": 30.0, "04_train_y": 40.0}).opening_line()
 
 
+def test_pretrained_doubles_each_depths_training_and_final_evaluation(
+    small_synthetic: Path,
+) -> None:
+    """Catches an estimate that ignores --pretrained: notebook 04 then trains each depth twice,
+    and notebook 05 evaluates both inits (the Grad-CAM section maps the scratch runs only)."""
+    layout = load_layout(small_synthetic)
+    alone = count_work(layout, "tiny", MODELS)
+    both = count_work(layout, "tiny", MODELS, pretrained=True)
+    for model in MODELS:
+        train = f"04_train_{model}"
+        assert both[train].steps[model] == 2 * alone[train].steps[model]
+        assert both[train].images[model] == 2 * alone[train].images[model]
+        tta = make_config("tiny", model=model).tta * (16 + 12)
+        final = "05_evaluation_and_report"
+        assert both[final].images[model] == alone[final].images[model] + tta
+    assert both["02_preprocessing_experiments"].steps == alone["02_preprocessing_experiments"].steps
+
+
 def test_a_slow_fixed_notebook_does_not_rescale_the_timed_training() -> None:
     """Catches the exploration notebook's slow imports doubling the training's estimate: the
     notebooks that are mostly fixed allowance set the pace of their own kind only."""

@@ -197,3 +197,21 @@ def test_misclassified_grid_and_empty_case(tmp_path):
     fig = plots.plot_misclassified([], [], [], [], CLASSES, tmp_path / "none.png")
     assert_png(tmp_path / "none.png")
     assert "no misclassified images" in texts(fig)
+
+
+def test_scratch_vs_pretrained_shows_a_one_epoch_run(tmp_path):
+    """Catches the comparison figure drawing nothing for one-epoch runs (a line through a single
+    point is invisible): each curve is a marker then, and both inits of each depth are drawn."""
+    one = pd.DataFrame({"epoch": [1], "train_acc": [0.6], "valid_acc": [0.7]})
+    two = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.6, 0.8], "valid_acc": [0.7, 0.9]})
+    fig = plots.plot_scratch_vs_pretrained(
+        {"resnet18": one, "resnet50": two},
+        {"resnet18": one, "resnet50": two},
+        path=tmp_path / "cmp.png",
+    )
+    assert_png(tmp_path / "cmp.png")
+    lines = fig.axes[0].lines
+    assert len(lines) == 8  # 2 depths x 2 inits x (valid, train)
+    markers = [line.get_marker() for line in lines]
+    assert markers[:4] == ["o"] * 4  # ResNet18's one-epoch curves
+    assert all(m in (None, "None", "") for m in markers[4:])  # ResNet50's are lines
