@@ -67,7 +67,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="torch.compile; auto: on for CUDA (a failed compile falls back to eager)",
     )
     p.add_argument(
-        "--channels-last", choices=("auto", "on", "off"), help="auto: on wherever amp is"
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        help="auto: on for the CPU, on CUDA where amp is",
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (default outputs/runs/<model>-<timestamp>)")
