@@ -252,14 +252,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "demo":
-        from lab3.results import demo
+        from lab3.workbook.results import demo
 
         print(demo(args.run, args.data, args.device))
         return 0
     if args.command == "explain":
         return _explain(args)
     if args.command == "report":
-        from lab3.report import build_report
+        from lab3.workbook.report import build_report
 
         path = build_report(Path(args.run))
         print(f"report: {path}")
@@ -270,7 +270,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lab3.workbook import resume_workbook, run_workbook
+    from lab3.workbook.runner import resume_workbook, run_workbook
 
     if args.resume:
         given = [
@@ -308,8 +308,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _synth_retinopathy(args: argparse.Namespace) -> int:
-    from lab3.data import synthetic_retinopathy as retinopathy
-    from lab3.data.synthetic import MIN_SIZE
+    from lab3.data.synthetic import MIN_SIZE, retinopathy
 
     if args.valid is not None:
         raise UserError("the retinopathy layout has no valid split of its own; drop --valid")
@@ -329,7 +328,7 @@ def _synth_retinopathy(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from lab3.config import TrainConfig, make_config
-    from lab3.engine.train import fit
+    from lab3.engine.loop import fit
 
     # every train flag is a TrainConfig field of the same name (`--profile` picks the defaults)
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"profile"}
@@ -377,7 +376,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from lab3 import attention
+    from lab3.workbook import attention
 
     if args.checkpoint or args.images:
         if args.run or args.model:

@@ -1,7 +1,7 @@
 """What notebook 05 (evaluation) computes: each depth's best checkpoint evaluated, the metrics
 and highest-accuracy tables, the Kaggle submissions and the most confident mistakes.
 
-`ModelResults` holds one trained depth; the generated prose in `lab3.narrative` reads it.
+`ModelResults` holds one trained depth; the generated prose in `lab3.workbook.narrative` reads it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,20 @@ import numpy as np
 import pandas as pd
 
 from lab3.config import MODEL_NAMES, TrainConfig
-from lab3.data.layouts import TRUTH_CSV, load_layout
+from lab3.data.formats import TRUTH_CSV
+from lab3.data.layouts import load_layout
 from lab3.data.preprocess import Pipeline, load_image
 from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
-from lab3.formatting import pct
-from lab3.plots import pretty_model_name
-from lab3.run_folder import PRETRAINED_SUFFIX, RECORD, WorkbookPaths, pretrained_name, read_record
+from lab3.formatting import pct, pretty_model_name
 from lab3.submission import score, write_submission
+from lab3.workbook.folders import (
+    PRETRAINED_SUFFIX,
+    RECORD,
+    WorkbookPaths,
+    pretrained_name,
+    read_record,
+)
 
 
 @dataclass
