@@ -78,11 +78,6 @@ def load_history(run: Path) -> pd.DataFrame:
     return pd.read_csv(run / "history.csv")
 
 
-def load_histories(run_dir: str | Path, models: Sequence[str]) -> dict[str, pd.DataFrame]:
-    paths = WorkbookPaths.at(run_dir)
-    return {m: load_history(paths.run(m)) for m in models}
-
-
 def evaluate_runs(
     run_dir: str | Path,
     models: Sequence[str],

@@ -44,7 +44,7 @@ from lab3.workbook.notebook_exec import NotebookProgress, check_kernel, execute_
 if TYPE_CHECKING:
     from lab3.workbook.estimate import Estimate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 DEFAULT_OUTPUTS = Path("outputs")
 LATEST = "latest"
