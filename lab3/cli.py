@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "summary", help="layout, counts, image sizes; builds or checks the cache"
     )
     s.add_argument("--data", default="data/synthetic")
-    s.add_argument("--image-size", type=int, default=64)
+    s.add_argument(
+        "--image-size", type=int, help="default: the quick profile's, as `lab3 run` trains it"
+    )
     s.add_argument("--preprocess", default="tightcrop")
 
     _add_train(sub)
@@ -219,9 +221,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "synth":
         return _synth(args)
     if args.command == "data":
+        from lab3.config import make_config
         from lab3.data.summary import dataset_summary
 
-        print(dataset_summary(args.data, image_size=args.image_size, preprocess=args.preprocess))
+        size = args.image_size or make_config("quick").image_size
+        print(dataset_summary(args.data, image_size=size, preprocess=args.preprocess))
         return 0
     if args.command == "train":
         return _train(args)

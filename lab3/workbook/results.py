@@ -348,10 +348,11 @@ def highest_accuracy_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
 
 
 def pick_misclassified(
-    result: ModelResults, split: str, count: int = 12, size: int = 96
+    result: ModelResults, split: str, count: int = 12, size: int | None = None
 ) -> dict[str, Any]:
-    """The model's most confident mistakes on `split`, as tight-cropped cells for a grid; the
-    keyword arguments of `plots.plot_misclassified`."""
+    """The model's most confident mistakes on `split`, as tight-cropped cells for a grid, at the
+    size the model saw them (its config's) unless `size` says otherwise; the keyword arguments
+    of `plots.plot_misclassified`."""
     evaluation = result.evaluations[split]
     predictions = evaluation.predictions
     predicted = predictions.predicted
@@ -360,7 +361,7 @@ def pick_misclassified(
     chosen = wrong[np.argsort(-confidence, kind="stable")][:count]
     config = evaluation.config
     layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
-    show = Pipeline.for_config("tightcrop", size)
+    show = Pipeline.for_config("tightcrop", size or config.image_size)
     paths = layout.table["path"].to_numpy()[predictions.rows[chosen]]
     return {
         "images": [show(load_image(p)) for p in paths],
