@@ -1,6 +1,6 @@
 """What the optimizer's update costs per step on the CPU: AdamW and Nesterov SGD over each
 depth's parameters, torch's default implementation (a loop over the tensors), `foreach` and
-`fused` (what `lab3.engine.train.make_optimizer` uses), beside the forward and backward pass
+`fused` (what `lab3.engine.optim.make_optimizer` uses), beside the forward and backward pass
 of the quick profile's batch for scale.
 
     python benchmarks/bench_optimizer_step.py --models resnet18,resnet50,resnet152 --rounds 5

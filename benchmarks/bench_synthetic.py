@@ -48,6 +48,8 @@ from lab3.bench.provenance import (
     write_results,
 )
 from lab3.data import synthetic
+from lab3.data.formats import TRUTH_CSV
+from lab3.data.synthetic import baselines
 from lab3.metrics import standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +108,7 @@ def image_stats(img: np.ndarray) -> dict[str, float]:
     mask = img.max(axis=2) > 0
     rgb = img.astype(np.float32)
     lum = rgb.mean(axis=2)
-    inner = synthetic._erode(mask, 12)
+    inner = baselines._erode(mask, 12)
     blurred = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(2)), np.float32)
     coarse = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(8)), np.float32)
     return {
@@ -211,7 +213,7 @@ def resnet_check(out: Path, args: argparse.Namespace, work: Path) -> list[dict]:
                  "--out", str(run), *flags, *shlex.split(args.resnet_args))  # fmt: skip
         seconds = time.perf_counter() - start
         lab3_cli("predict", "--checkpoint", str(run / "best.pt"), "--out", str(run / "sub.csv"))
-        metrics = score(run / "sub.csv", out / synthetic.TRUTH_CSV)
+        metrics = score(run / "sub.csv", out / TRUTH_CSV)
         config = json.loads((run / "config.json").read_text())
         config = {k: v for k, v in config.items() if k not in ("data", "out")}  # temp paths
         row = {

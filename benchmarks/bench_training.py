@@ -35,7 +35,7 @@ from lab3.config import TrainConfig, make_config
 from lab3.data.synthetic import write_synthetic_dataset
 from lab3.engine.data import prepare_data
 from lab3.engine.evaluate import evaluate_checkpoint
-from lab3.engine.train import fit
+from lab3.engine.loop import fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

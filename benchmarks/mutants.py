@@ -42,7 +42,7 @@ def config() -> dict:
 
 
 def module_of(mutant: str) -> str:
-    """`lab3.engine.train.x_lr_factor__mutmut_3` -> `lab3/engine/train.py`."""
+    """`lab3.engine.optim.x_lr_factor__mutmut_3` -> `lab3/engine/optim.py`."""
     parts = mutant.split(".")
     for i in range(len(parts), 0, -1):
         path = Path(*parts[:i]).with_suffix(".py")

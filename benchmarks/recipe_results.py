@@ -30,7 +30,7 @@ from lab3.bench.provenance import (
     provenance,
     write_results,
 )
-from lab3.data.layouts import TRUTH_CSV
+from lab3.data.formats import TRUTH_CSV
 from lab3.engine.evaluate import predict_submission
 from lab3.submission import score, write_submission
 

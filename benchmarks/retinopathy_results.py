@@ -5,8 +5,9 @@ accuracy, its 5x5 confusion matrix, and the training cost per epoch.
     python benchmarks/retinopathy_results.py --run RUN --name retinopathy_quick_cpu \\
         --command "lab3 synth --kind retinopathy; lab3 run --data data/retinopathy --profile quick"
 
-Each depth's best.pt is evaluated as notebook 05 evaluates it (`lab3.results.evaluate_runs`,
-the run's TTA). Writes ``benchmarks/results/<name>.{json,md}`` with the commands given.
+Each depth's best.pt is evaluated as notebook 05 evaluates it
+(`lab3.workbook.results.evaluate_runs`, the run's TTA). Writes
+``benchmarks/results/<name>.{json,md}`` with the commands given.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pandas as pd
 
 from lab3.bench.provenance import provenance, write_results
 from lab3.metrics import standard_error
-from lab3.results import evaluate_runs
-from lab3.run_folder import read_record
+from lab3.workbook.folders import read_record
+from lab3.workbook.results import evaluate_runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "summary", help="layout, counts, image sizes; builds or checks the cache"
     )
     s.add_argument("--data", default="data/synthetic")
-    s.add_argument("--image-size", type=int, default=64)
+    s.add_argument(
+        "--image-size", type=int, help="default: the quick profile's, as `lab3 run` trains it"
+    )
     s.add_argument("--preprocess", default="tightcrop")
 
     _add_train(sub)
@@ -221,9 +223,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "synth":
         return _synth(args)
     if args.command == "data":
+        from lab3.config import make_config
         from lab3.data.summary import dataset_summary
 
-        print(dataset_summary(args.data, image_size=args.image_size, preprocess=args.preprocess))
+        size = args.image_size or make_config("quick").image_size
+        print(dataset_summary(args.data, image_size=size, preprocess=args.preprocess))
         return 0
     if args.command == "train":
         return _train(args)
@@ -254,14 +258,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "demo":
-        from lab3.results import demo
+        from lab3.workbook.results import demo
 
         print(demo(args.run, args.data, args.device))
         return 0
     if args.command == "explain":
         return _explain(args)
     if args.command == "report":
-        from lab3.report import build_report
+        from lab3.workbook.report import build_report
 
         path = build_report(Path(args.run))
         print(f"report: {path}")
@@ -272,7 +276,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lab3.workbook import resume_workbook, run_workbook
+    from lab3.workbook.runner import resume_workbook, run_workbook
 
     if args.resume:
         given = [
@@ -310,8 +314,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _synth_retinopathy(args: argparse.Namespace) -> int:
-    from lab3.data import synthetic_retinopathy as retinopathy
-    from lab3.data.synthetic import MIN_SIZE
+    from lab3.data.synthetic import MIN_SIZE, retinopathy
 
     if args.valid is not None:
         raise UserError("the retinopathy layout has no valid split of its own; drop --valid")
@@ -331,7 +334,7 @@ def _synth_retinopathy(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from lab3.config import TrainConfig, make_config
-    from lab3.engine.train import fit
+    from lab3.engine.loop import fit
 
     # every train flag is a TrainConfig field of the same name (`--profile` picks the defaults)
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"profile"}
@@ -379,7 +382,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from lab3 import attention
+    from lab3.workbook import attention
 
     if args.checkpoint or args.images:
         if args.run or args.model:

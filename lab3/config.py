@@ -29,8 +29,7 @@ from typing import Any
 import torch
 
 from lab3.errors import UserError
-
-MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+from lab3.models.resnet import MODEL_NAMES
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Percentages, name lists and styled tables, formatted the same in every notebook and the report.
 
-Generated prose and tables share these few helpers, so '93.1 %' and 'a, b and c' read alike
-wherever they appear; they know nothing about models or runs.
+Generated prose, tables and figures share these few helpers, so '93.1 %', 'a, b and c' and
+'ResNet152' read alike wherever they appear; they import nothing else of lab3, so every layer
+may use them (the models' reference check included).
 """
 
 from __future__ import annotations
@@ -44,3 +45,15 @@ def join_names(names: Iterable[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     items = list(names)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def pretty_model_name(name: str) -> str:
+    """'resnet152' -> 'ResNet152', so legends read like the lab handout; a run from ImageNet
+    weights ('resnet18-imagenet') and torchvision's networks say so."""
+    if name.endswith("-imagenet"):
+        return pretty_model_name(name.removesuffix("-imagenet")) + " (ImageNet)"
+    if name.startswith("torchvision:"):
+        return name.removeprefix("torchvision:") + " (torchvision)"
+    if name.lower().startswith("resnet"):
+        return "ResNet" + name[len("resnet") :]
+    return name

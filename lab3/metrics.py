@@ -62,14 +62,6 @@ def metrics_from_predictions(
     return out, confusion
 
 
-def normalize_confusion(confusion: np.ndarray) -> np.ndarray:
-    """Row-normalised confusion matrix: each true class sums to 1."""
-    totals = confusion.sum(axis=1, keepdims=True)
-    return np.divide(
-        confusion, totals, out=np.zeros(confusion.shape, dtype=float), where=totals > 0
-    )
-
-
 def format_metrics(metrics: dict[str, float]) -> str:
     lines = []
     for name, value in metrics.items():

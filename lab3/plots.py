@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from lab3.fileio import atomic_path
+from lab3.formatting import pretty_model_name
 
 DPI = 130
 UNLABELLED = "unlabelled"
@@ -91,18 +92,6 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
         save_figure(fig, path)
     return fig
-
-
-def pretty_model_name(name: str) -> str:
-    """'resnet152' -> 'ResNet152', so legends read like the lab handout; a run from ImageNet
-    weights ('resnet18-imagenet') and torchvision's networks say so."""
-    if name.endswith("-imagenet"):
-        return pretty_model_name(name.removesuffix("-imagenet")) + " (ImageNet)"
-    if name.startswith("torchvision:"):
-        return name.removeprefix("torchvision:") + " (torchvision)"
-    if name.lower().startswith("resnet"):
-        return "ResNet" + name[len("resnet") :]
-    return name
 
 
 def model_color(name: str, index: int) -> str:

@@ -54,7 +54,7 @@ def test_synth_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_synth_kind_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from lab3.data import synthetic_retinopathy as retinopathy
+    from lab3.data.synthetic import retinopathy
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(
@@ -126,7 +126,7 @@ def test_score_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_run_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab3 import workbook
+    from lab3.workbook import runner as workbook
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(workbook, "run_workbook", _recorder(calls, ()))
@@ -142,7 +142,7 @@ def test_run_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_explain_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab3 import attention
+    from lab3.workbook import attention
 
     calls: list[dict[str, Any]] = []
     run_names = ("run", "model", "n", "split", "data", "device", "layer")
@@ -159,7 +159,7 @@ def test_explain_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_demo_and_report_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab3 import report, results
+    from lab3.workbook import report, results
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(results, "demo", _recorder(calls, ("run", "data", "device")))

@@ -23,10 +23,11 @@ from lab3.data.loader import DeviceLoader, shard
 from lab3.engine.checkpoint import read_checkpoint
 from lab3.engine.distributed import Distributed, scaled_lr
 from lab3.engine.evaluate import evaluate_checkpoint
+from lab3.engine.faults import RAISE_HOOK
+from lab3.engine.loop import fit
 from lab3.engine.resume import fit_or_resume
-from lab3.engine.train import RAISE_HOOK, fit
 from lab3.errors import UserError
-from lab3.workbook import PER_MODEL, plan
+from lab3.workbook.runner import TRAIN_NOTEBOOK, plan
 
 # 48 training images, batches of 8: one process makes 6 steps an epoch, each of two ranks 3.
 SETTINGS = {
@@ -223,14 +224,14 @@ def test_notebook_launcher_relays_progress_and_reuses_the_run(
 
 def test_workbook_passes_nproc_to_the_training_notebooks(tmp_path: Path) -> None:
     steps = plan(tmp_path, tmp_path, "tiny", ["resnet18", "resnet50"], nproc=4)
-    training = [s for s in steps if s.source == PER_MODEL]
+    training = [s for s in steps if s.source == TRAIN_NOTEBOOK]
     assert [s.parameters["nproc"] for s in training] == [4, 4]
-    assert all("nproc" not in s.parameters for s in steps if s.source != PER_MODEL)
+    assert all("nproc" not in s.parameters for s in steps if s.source != TRAIN_NOTEBOOK)
 
 
 def test_a_non_main_rank_writes_nothing(tmp_path: Path) -> None:
     """Catches ranks other than 0 writing config, history, checkpoints or result.json."""
-    from lab3.engine.train import RunFolder
+    from lab3.engine.run_folder import RunFolder
 
     folder = RunFolder(tmp_path, writes=False)
     config = make_config(**SETTINGS, model="resnet18", data="unused")

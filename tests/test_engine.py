@@ -16,7 +16,9 @@ import torch
 from lab3.cli import main
 from lab3.config import TrainConfig, make_config
 from lab3.engine.checkpoint import read_checkpoint, save_checkpoint
-from lab3.engine.train import KILL_HOOK, fit, lr_factor
+from lab3.engine.faults import KILL_HOOK
+from lab3.engine.loop import fit
+from lab3.engine.optim import lr_factor
 from lab3.errors import UserError
 
 TINY = ["--profile", "tiny", "--image-size", "32", "--train-limit", "32", "--device", "cpu"]

@@ -14,7 +14,9 @@ import torch
 
 from lab3.config import PROFILES, TrainConfig, make_config
 from lab3.engine.distributed import scaled_lr
-from lab3.engine.train import WeightAverage, best_of, class_weights, lr_factor
+from lab3.engine.loop import class_weights
+from lab3.engine.optim import WeightAverage, lr_factor
+from lab3.engine.run_folder import best_of
 from lab3.errors import UserError
 
 # ---------------------------------------------------------------------------------------------

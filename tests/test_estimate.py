@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from lab3 import estimate, workbook
 from lab3.config import NATIVE_BF16_ENV, TrainConfig, cpu_has_native_bf16, make_config
 from lab3.data.layouts import load_layout
-from lab3.estimate import Estimate, Prices, Work, count_work, estimate_run
-from lab3.results import ModelResults, training_setup
+from lab3.workbook import estimate
+from lab3.workbook import runner as workbook
+from lab3.workbook.estimate import Estimate, Prices, Work, count_work, estimate_run
+from lab3.workbook.results import ModelResults, training_setup
 
 MODELS = ["resnet18", "resnet50"]
 PRICES = {"resnet18": Prices(train_step=0.5, forward_image=0.01), "resnet50": Prices(2.0, 0.04)}

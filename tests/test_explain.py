@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lab3.attention import attention_table, compare
 from lab3.cli import main
 from lab3.engine.explain import choose_layer, foreground_share, grad_cam
 from lab3.models import build_model
-from lab3.narrative import attention_text
+from lab3.workbook.attention import attention_table, compare
+from lab3.workbook.narrative import attention_text
 
 # ------------------------------------------------------------------------- a known answer
 
@@ -256,7 +256,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 def explained_run(learnable: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workbook-shaped run folder with one trained depth (tiny profile)."""
     from lab3.config import make_config
-    from lab3.engine.train import fit
+    from lab3.engine.loop import fit
 
     run = tmp_path_factory.mktemp("explain") / "run"
     config = make_config(

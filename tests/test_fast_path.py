@@ -87,7 +87,7 @@ def test_weight_average_moves_each_tensor_towards_the_model() -> None:
     `1 - decay` belongs, or integer buffers (BatchNorm's batch count) left behind."""
     from torch import nn
 
-    from lab3.engine.train import WeightAverage
+    from lab3.engine.optim import WeightAverage
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))

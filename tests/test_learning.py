@@ -15,7 +15,8 @@ from builders import TEST_CSV_NAMES
 from lab3.config import make_config
 from lab3.engine.checkpoint import model_from_state, read_checkpoint
 from lab3.engine.evaluate import LoadedCheckpoint, evaluate_loader, predict_submission
-from lab3.engine.train import RunResult, fit
+from lab3.engine.loop import fit
+from lab3.engine.run_folder import RunResult
 
 
 @pytest.fixture(scope="module")

@@ -25,16 +25,17 @@ import pandas as pd
 import psutil
 import pytest
 
-from lab3 import workbook
 from lab3.cli import main
 from lab3.config import make_config
 from lab3.engine.checkpoint import read_checkpoint
 from lab3.engine.evaluate import LoadedCheckpoint
+from lab3.engine.faults import KILL_HOOK
+from lab3.engine.loop import format_row
 from lab3.engine.resume import fit_or_resume
-from lab3.engine.train import KILL_HOOK, format_row
 from lab3.formatting import pct
-from lab3.notebook_exec import NotebookProgress
 from lab3.submission import score
+from lab3.workbook import runner as workbook
+from lab3.workbook.notebook_exec import NotebookProgress
 
 MODELS = ["resnet18", "resnet50"]
 KILLED = "resnet50"

@@ -17,8 +17,8 @@ from builders import write_course_dataset
 from lab3.config import TrainConfig, make_config
 from lab3.data.layouts import load_layout
 from lab3.engine.evaluate import Evaluation, Predictions
-from lab3.narrative import discussion, headline, introduction, training_description
-from lab3.results import ModelResults, training_setup
+from lab3.workbook.narrative import discussion, headline, introduction, training_description
+from lab3.workbook.results import ModelResults, training_setup
 
 CLASSES = ["normal (hem)", "blast (all)"]
 
@@ -241,7 +241,7 @@ def _named_in_headline(text: str) -> list[str]:
 def test_table_headline_and_discussion_name_the_depth_of_highest_test_accuracy(
     accuracies: dict[str, float], expected: list[str]
 ) -> None:
-    from lab3.results import highest_accuracy_table, ranks, winners
+    from lab3.workbook.results import highest_accuracy_table, ranks, winners
 
     results = {m: _result(m, a) for m, a in accuracies.items()}
     # the best validation epoch disagrees with the test ranking: the test split ranks

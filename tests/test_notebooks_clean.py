@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab3.report import SECTION_TAGS
-from lab3.workbook import NOTEBOOKS, NOTEBOOKS_DIR, PER_MODEL
+from lab3.workbook.report import SECTION_TAGS
+from lab3.workbook.runner import NOTEBOOKS, NOTEBOOKS_DIR, TRAIN_NOTEBOOK
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS = {"data_dir", "run_dir", "profile", "models", "device"}
@@ -61,14 +61,14 @@ def test_one_parameters_cell_with_defaults_for_jupyterlab(name: str) -> None:
     for node in ast.parse(cell.source).body:
         assert isinstance(node, ast.Assign), f"{name}: parameters cell holds only assignments"
         assigned[node.targets[0].id] = ast.literal_eval(node.value)
-    expected = PARAMETERS | ({"model", "nproc"} if name == PER_MODEL else set())
+    expected = PARAMETERS | ({"model", "nproc"} if name == TRAIN_NOTEBOOK else set())
     expected |= {"pretrained"} if name in PRETRAINED_NOTEBOOKS else set()
     assert set(assigned) == expected
     # Opened in JupyterLab from notebooks/, the defaults point at the repo's folders.
     assert assigned["data_dir"] == "../data/synthetic"
     assert assigned["run_dir"].startswith("../outputs/")
     assert assigned["device"] == "auto"
-    if name == PER_MODEL:
+    if name == TRAIN_NOTEBOOK:
         assert assigned["model"] in assigned["models"].split(",")
         assert assigned["nproc"] == 1  # one process unless `lab3 run --nproc N`
     if name in PRETRAINED_NOTEBOOKS:

@@ -23,7 +23,7 @@ from lab3.engine import data as engine_data
 from lab3.engine.data import prepare_data
 from lab3.engine.distributed import Distributed
 from lab3.engine.evaluate import predict
-from lab3.engine.train import Trainer, _make_trainer
+from lab3.engine.loop import Trainer, _make_trainer
 
 TRAIN, VALID, TEST = 64, 16, 16
 BLASTS = 48  # of the 64 training images (blast_share 0.75): 16 normal cells
@@ -167,19 +167,19 @@ def test_evaluation_loaders_never_augment(data_dir: Path) -> None:
 
 def test_ema_the_evaluated_weights_are_the_averaged_ones(data_dir: Path) -> None:
     trainer = _trainer(data_dir, ema=0.9)
-    assert trainer.average is not None and trainer.eval_model is trainer.average.model
-    assert trainer.average.decay == 0.9
+    assert trainer.ema is not None and trainer.eval_model is trainer.ema.model
+    assert trainer.ema.decay == 0.9
     with torch.no_grad():
         for p in trainer.model.parameters():
             p.add_(1.0)
-    before = [p.clone() for p in trainer.average.model.parameters()]
-    trainer.average.update(trainer.model, step=1000)  # decay min(0.9, 1001/1010) = 0.9
+    before = [p.clone() for p in trainer.ema.model.parameters()]
+    trainer.ema.update(trainer.model, step=1000)  # decay min(0.9, 1001/1010) = 0.9
     for avg, old, cur in zip(
-        trainer.average.model.parameters(), before, trainer.model.parameters(), strict=True
+        trainer.ema.model.parameters(), before, trainer.model.parameters(), strict=True
     ):
         torch.testing.assert_close(avg, 0.9 * old + 0.1 * cur)
     plain = _trainer(data_dir, ema=0.0)
-    assert plain.average is None and plain.eval_model is plain.model
+    assert plain.ema is None and plain.eval_model is plain.model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_every_train_flag_reaches_the_config(
 ) -> None:
     """Each `lab3 train` flag with a non-default value lands in the config `fit` receives."""
     from lab3 import cli
-    from lab3.engine import train
+    from lab3.engine import loop
 
     captured: list[tuple[TrainConfig, bool]] = []
 
@@ -333,7 +333,7 @@ def test_every_train_flag_reaches_the_config(
         captured.append((config, resume))
         raise Done
 
-    monkeypatch.setattr(train, "fit", fake_fit)
+    monkeypatch.setattr(loop, "fit", fake_fit)
     values = {
         "model": "resnet50", "data": str(data_dir), "epochs": 7, "min_steps": 11,
         "batch_size": 12, "lr": 0.0123, "image_size": 40, "preprocess": "tightcrop,equalize",
@@ -377,7 +377,7 @@ def test_config_flag_starts_from_a_saved_config(
 ) -> None:
     """`--config` takes every saved setting (its profile too); flags given on top win."""
     from lab3 import cli
-    from lab3.engine import train
+    from lab3.engine import loop
 
     captured: list[TrainConfig] = []
 
@@ -388,7 +388,7 @@ def test_config_flag_starts_from_a_saved_config(
         captured.append(config)
         raise Done
 
-    monkeypatch.setattr(train, "fit", fake_fit)
+    monkeypatch.setattr(loop, "fit", fake_fit)
     saved = make_config("full", model="resnet50", data="somewhere", ema=0.25, tta=5, seed=7)
     saved.save(tmp_path / "config.json")
     with pytest.raises(Done):

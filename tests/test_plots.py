@@ -155,6 +155,21 @@ def test_confusion_matrix_annotations(tmp_path):
         plots.plot_confusion_matrix(cm, ["only one"])
 
 
+def test_normalised_confusion_rows_sum_to_one_and_empty_rows_stay_zero():
+    confusion = np.array([[3, 1, 0, 0], [0, 0, 0, 0], [2, 6, 0, 0], [0, 1, 0, 0]])
+    for _ in range(3):
+        # leave non-zero memory where numpy allocates next: an output array that is not
+        # explicitly zeroed shows it in the empty row
+        junk = [np.full(confusion.shape, 7.0) for _ in range(3)]
+        del junk
+        fig = plots.plot_confusion_matrix(confusion, list("abcd"), normalize=True)
+        shown = texts(fig)
+        assert shown[:4] == ["75.0%\n(3)", "25.0%\n(1)", "0.0%\n(0)", "0.0%\n(0)"]
+        assert shown[4:8] == ["0.0%\n(0)"] * 4
+        assert shown[12:14] == ["0.0%\n(0)", "100.0%\n(1)"]
+        plt.close(fig)
+
+
 def test_confusion_matrices_one_panel_per_model(tmp_path):
     cm = np.array([[40, 10], [5, 145]])
     fig = plots.plot_confusion_matrices(

@@ -18,17 +18,17 @@ import torch
 import torchvision
 from torch import nn
 
-from lab3 import workbook
 from lab3.cli import main
 from lab3.config import make_config
 from lab3.engine.data import prepare_data
 from lab3.engine.evaluate import predict_submission
-from lab3.engine.train import fit
+from lab3.engine.loop import fit
 from lab3.errors import UserError
 from lab3.models import IMAGENET_MEAN, build_model, initial_state, load_initial_state
 from lab3.models.pretrained import hub_file, weights_enum
 from lab3.models.reference import realistic_batchnorm
-from lab3.report import build_report
+from lab3.workbook import runner as workbook
+from lab3.workbook.report import build_report
 
 TINY = ["--profile", "tiny", "--image-size", "32", "--train-limit", "32", "--device", "cpu"]
 

@@ -16,12 +16,13 @@ from torch.optim.swa_utils import update_bn
 
 from lab3.config import PROFILES, make_config
 from lab3.data.dataset import LeukemiaDataset
-from lab3.data.layouts import TEST_CSVS, load_layout
+from lab3.data.formats import TEST_CSVS
+from lab3.data.layouts import load_layout
 from lab3.engine.data import prepare_data
 from lab3.engine.evaluate import LoadedCheckpoint, Predictions
-from lab3.engine.train import fit
+from lab3.engine.loop import fit
 from lab3.errors import UserError
-from lab3.narrative import training_description
+from lab3.workbook.narrative import training_description
 
 
 def test_budget_follows_the_dataset_size() -> None:

@@ -14,8 +14,8 @@ import nbformat  # noqa: E402
 import pytest  # noqa: E402
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
 
-from lab3 import report  # noqa: E402
 from lab3.errors import UserError  # noqa: E402
+from lab3.workbook import report  # noqa: E402
 
 HEADINGS = [heading for _tag, heading in report.REPORT_SECTIONS]
 

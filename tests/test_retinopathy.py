@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lab3 import workbook
 from lab3.cli import main
-from lab3.data.layouts import RETINOPATHY_CLASSES, load_layout
-from lab3.data.synthetic_retinopathy import draw_fundus, write_retinopathy_dataset
-from lab3.report import RETINOPATHY_TITLE, build_report
-from lab3.results import evaluate_runs
+from lab3.data.formats import RETINOPATHY_CLASSES
+from lab3.data.layouts import load_layout
+from lab3.data.synthetic.retinopathy import draw_fundus, write_retinopathy_dataset
+from lab3.workbook import runner as workbook
+from lab3.workbook.report import RETINOPATHY_TITLE, build_report
+from lab3.workbook.results import evaluate_runs
 
 # the leukemia edition's class and disease words ("normal" as a word, not "normalised"; the
 # course's Dataset class, `LeukemiaDataset`, keeps its name)

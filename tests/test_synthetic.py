@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from lab3.data import synthetic
+from lab3.data.formats import SPLITS
 from lab3.data.synthetic import (
     REAL_BLACK_FRACTION_RANGE,
     REAL_CELL_RGB_RANGE,
@@ -82,7 +83,7 @@ def test_images_are_24_bit_bmp_like_the_real_ones(
         with Image.open(path) as im:
             assert (im.format, im.mode, im.size) == ("BMP", "RGB", (450, 450))
     on_disk = {p.relative_to(out).as_posix() for p in (out / "new_dataset").rglob("*")}
-    assert on_disk == {"new_dataset/" + s for s in synthetic.SPLITS} | {
+    assert on_disk == {"new_dataset/" + s for s in SPLITS} | {
         p.removeprefix("./") for p in meta["path"]
     }
 
@@ -249,7 +250,9 @@ def test_refuses_a_non_empty_out_and_leaves_no_temp_folder(tmp_path: Path) -> No
 
 
 def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    render = synthetic._render_task
+    from lab3.data.synthetic import write
+
+    render = write._render_task
     done = []
 
     def interrupted(task: tuple) -> None:
@@ -258,7 +261,7 @@ def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
         render(task)
         done.append(task)
 
-    monkeypatch.setattr(synthetic, "_render_task", interrupted)
+    monkeypatch.setattr(write, "_render_task", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_synthetic_dataset(
             tmp_path / "data", train=4, valid=1, test=1, workers=1, progress=False

@@ -16,8 +16,23 @@ import torch
 import torchvision
 from PIL import Image
 
-from lab3 import workbook
-from lab3.ablation import (
+from lab3.cli import main
+from lab3.config import make_config
+from lab3.data.layouts import load_layout
+from lab3.engine.resume import fit_or_resume
+from lab3.errors import UserError
+from lab3.formatting import join_names, pct, style_table
+from lab3.metrics import paired_difference
+from lab3.models import build_model
+from lab3.models.reference import (
+    compare_with_reference,
+    cost_table,
+    cost_text,
+    equivalence_text,
+    stage_table,
+)
+from lab3.workbook import runner as workbook
+from lab3.workbook.ablation import (
     ABLATION_CSV,
     ABLATION_VARIANTS,
     IMAGES_CSV,
@@ -32,34 +47,20 @@ from lab3.ablation import (
     tta_label,
     with_intervals,
 )
-from lab3.cli import main
-from lab3.config import make_config
-from lab3.data.layouts import load_layout
-from lab3.engine.resume import fit_or_resume
-from lab3.errors import UserError
-from lab3.exploration import (
+from lab3.workbook.exploration import (
     class_balance,
+    course_dataloader_batch,
     image_statistics,
     load_images,
     pick_samples,
-    skeleton_batch,
     statistics_by_class,
     subjects_per_split,
 )
-from lab3.formatting import join_names, pct, style_table
-from lab3.metrics import paired_difference
-from lab3.models import build_model
-from lab3.models.reference import (
-    compare_with_reference,
-    cost_table,
-    cost_text,
-    equivalence_text,
-    stage_table,
-)
-from lab3.narrative import discussion, headline
-from lab3.notebook_exec import check_kernel
-from lab3.report import REPORT_SECTIONS, build_report, find_chromium
-from lab3.results import (
+from lab3.workbook.folders import parse_models
+from lab3.workbook.narrative import discussion, headline
+from lab3.workbook.notebook_exec import check_kernel
+from lab3.workbook.report import REPORT_SECTIONS, build_report, find_chromium
+from lab3.workbook.results import (
     evaluate_runs,
     highest_accuracy_table,
     metrics_table,
@@ -67,7 +68,6 @@ from lab3.results import (
     report_split,
     short_class_names,
 )
-from lab3.run_folder import parse_models
 
 MODELS = ["resnet18", "resnet50", "resnet152"]
 TEST_CSVS = {"resnet18": "resnet_18_test.csv", "resnet50": "resnet_50_test.csv",
@@ -97,8 +97,8 @@ def _executed(run: Path) -> dict[str, nbformat.NotebookNode]:
 
 def test_every_notebook_runs_without_an_error_cell(run: Path) -> None:
     executed = _executed(run)
-    expected = [f"{n}.ipynb" for n in workbook.NOTEBOOKS if n != workbook.PER_MODEL]
-    expected += [f"{workbook.PER_MODEL}_{m}.ipynb" for m in MODELS]
+    expected = [f"{n}.ipynb" for n in workbook.NOTEBOOKS if n != workbook.TRAIN_NOTEBOOK]
+    expected += [f"{workbook.TRAIN_NOTEBOOK}_{m}.ipynb" for m in MODELS]
     assert sorted(executed) == sorted(expected)
     for name, nb in executed.items():
         for cell in nb.cells:
@@ -305,7 +305,7 @@ def test_data_exploration_helpers(small_synthetic: Path) -> None:
     assert len(stats) == 4 * stats.groupby(["split", "label"]).ngroups
     by_class = statistics_by_class(layout, stats)
     assert list(by_class.index) == list(layout.class_names)
-    images, labels, size = skeleton_batch(small_synthetic, "tightcrop", 32, 8)
+    images, labels, size = course_dataloader_batch(small_synthetic, "tightcrop", 32, 8)
     assert tuple(images.shape) == (8, 3, 32, 32) and len(labels) == 8 and size == 48
 
 

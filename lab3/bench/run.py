@@ -29,15 +29,15 @@ from torch.utils.data import DataLoader
 
 from lab3.bench import provenance
 from lab3.bench.machine import device_name
-from lab3.bench.sides import EngineSide, loader_pass, stage, staged_pass, usual_pass
-from lab3.bench.timing import Pass, Timing, interleave, synchronize
-from lab3.bench.usual import (
+from lab3.bench.passes import EngineSide, loader_pass, stage, staged_pass, usual_pass
+from lab3.bench.student_pipeline import (
     TutorialStep,
     UsualDataset,
     torchvision_resnet,
     usual_loader,
     usual_transform,
 )
+from lab3.bench.timing import Pass, Timing, interleave, synchronize
 from lab3.config import MODEL_NAMES, TrainConfig, make_config
 from lab3.data.preprocess import Augment
 from lab3.engine.data import PreparedData, prepare_data

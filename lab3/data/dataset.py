@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from lab3.data.layouts import SPLITS, Layout, load_layout
+from lab3.data.formats import SPLITS
+from lab3.data.layouts import Layout, load_layout
 from lab3.data.preprocess import Pipeline, load_image
 from lab3.errors import UserError
 

@@ -23,18 +23,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lab3.data.formats import (
+    COLUMNS,
+    LEUKEMIA_CLASSES,
+    METADATA_CSV,
+    RETINOPATHY_CLASSES,
+    RETINOPATHY_TRAIN_CSV,
+    SPLIT_CSVS,
+    TEST_CSVS,
+    TRUTH_CSV,
+)
 from lab3.errors import UserError
 
-COLUMNS = ["path", "label", "split", "subject", "id"]
-SPLITS = ("train", "valid", "test")
-LEUKEMIA_CLASSES = ("normal (hem)", "blast (all)")
-RETINOPATHY_CLASSES = ("0 none", "1 mild", "2 moderate", "3 severe", "4 proliferative")
-TEST_CSVS = {
-    "resnet18": "resnet_18_test.csv",
-    "resnet50": "resnet_50_test.csv",
-    "resnet152": "resnet_152_test.csv",
-}
-TRUTH_CSV = "test_labels.csv"  # ID,label: the truth for local scoring (the synthetic set ships it)
 CNMC_NAME = re.compile(
     r"^UID_(?P<subject>[A-Za-z]?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<cls>all|hem)\.bmp$"
 )
@@ -95,9 +95,11 @@ def load_layout(
     if not root.is_dir():
         raise UserError("no such data folder; pass --data DIR pointing at the dataset", root)
     root = root.resolve()
-    if (root / "train.csv").is_file() or any((root / n).is_file() for n in TEST_CSVS.values()):
+    if (root / SPLIT_CSVS["train"]).is_file() or any(
+        (root / n).is_file() for n in TEST_CSVS.values()
+    ):
         layout = _course_layout(root, check_files)
-    elif (root / "train_img.csv").is_file():
+    elif (root / RETINOPATHY_TRAIN_CSV).is_file():
         layout = _retinopathy_layout(root, valid_fraction, seed, check_files)
     else:
         files = _cnmc_files(root)
@@ -181,7 +183,7 @@ def _resolve(base: Path, root: Path, rel: str, csv: Path, line: int, check: bool
 
 def _course_layout(root: Path, check_files: bool) -> Layout:
     frames = []
-    for split, name in (("train", "train.csv"), ("valid", "valid.csv")):
+    for split, name in SPLIT_CSVS.items():
         csv = root / name
         if not csv.is_file():
             raise UserError(
@@ -216,7 +218,7 @@ def _course_layout(root: Path, check_files: bool) -> Layout:
         csv, line = test_source[rel]
         rows.append((_resolve(base, root, rel, csv, line, check_files), int(label), "test", rel))
     table = pd.DataFrame(rows, columns=["path", "label", "split", "id"])
-    table["subject"] = _subjects(root / "metadata.csv", table["id"])
+    table["subject"] = _subjects(root / METADATA_CSV, table["id"])
     return Layout("course", root, table[COLUMNS], LEUKEMIA_CLASSES, test_csvs)
 
 

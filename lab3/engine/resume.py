@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from lab3.config import TrainConfig
-from lab3.engine.train import RunFolder, RunResult, best_of, fit
+from lab3.engine.loop import fit
+from lab3.engine.run_folder import RunFolder, RunResult, best_of
 from lab3.errors import UserError
 
 # Settings that do not change what a run learns: a run folder may be continued with other values.

@@ -12,6 +12,7 @@ from lab3.models.pretrained import (
 )
 from lab3.models.resnet import (
     ARCHITECTURES,
+    MODEL_NAMES,
     MODELS,
     BasicBlock,
     Bottleneck,
@@ -30,6 +31,7 @@ __all__ = [
     "ARCHITECTURES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MODEL_NAMES",
     "MODELS",
     "BasicBlock",
     "Bottleneck",

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lab3.formatting import pretty_model_name
 from lab3.models import ARCHITECTURES, BasicBlock, build_model, summary
-from lab3.plots import pretty_model_name
 
 
 def stage_table(models: Sequence[str], num_classes: int = 2) -> pd.DataFrame:

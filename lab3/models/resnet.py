@@ -111,7 +111,8 @@ class ResNet(nn.Module):
     """Stem (7x7/2 conv + 3x3/2 max-pool), four stages, global average pool, linear head.
 
     ``layers`` is the number of blocks per stage, so depth is data rather than a class per model.
-    Adaptive pooling makes every input size >= 32 px valid (the lab uses 224 and 450).
+    Adaptive pooling makes every input size >= 32 px valid (the profiles' sizes are in
+    `lab3.config.PROFILES`).
     ``arch``, ``num_classes`` and ``in_channels`` are kept so a checkpoint can rebuild the model
     through :meth:`config` and :func:`build_model`.
     """
@@ -196,7 +197,7 @@ class ResNet(nn.Module):
         return {"name": self.arch, "num_classes": self.num_classes, "in_channels": self.in_channels}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled, flattened features before the head (for embeddings / t-SNE plots)."""
+        """Pooled, flattened features before the head: what the linear head classifies."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
@@ -256,12 +257,9 @@ def resnet152(
 
 
 MODELS: dict[str, Callable[..., ResNet]] = {
-    "resnet18": resnet18,
-    "resnet34": resnet34,
-    "resnet50": resnet50,
-    "resnet101": resnet101,
-    "resnet152": resnet152,
+    factory.__name__: factory for factory in (resnet18, resnet34, resnet50, resnet101, resnet152)
 }
+MODEL_NAMES = tuple(MODELS)  # the depths lab3 writes itself, in the lab's order
 
 
 def build_model(name: str, **kwargs: Any) -> ResNet:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lab3.ablation import ABLATION, ABLATION_TTA, ABLATION_VARIANTS
 from lab3.config import TrainConfig, make_config
 from lab3.data.cache import cache_folder
 from lab3.data.layouts import Layout
 from lab3.data.preprocess import Pipeline
+from lab3.workbook.ablation import ABLATION, ABLATION_TTA, ABLATION_VARIANTS
 
 # Seconds a notebook takes besides the work counted below (kernel start, imports, figures,
 # tables), from the per-notebook times of the default run (benchmarks/results/workbook_*.md).
@@ -76,7 +76,7 @@ def time_depth(config: TrainConfig, steps: int = TIMED_STEPS) -> Prices:
     """The fastest of `steps` timed training steps and one evaluation batch of `config.model`
     on random images at the config's size, batch, precision and memory layout, after one of
     each to warm up."""
-    from lab3.engine.train import make_optimizer
+    from lab3.engine.optim import make_optimizer
     from lab3.models import build_model
 
     torch.manual_seed(config.seed)

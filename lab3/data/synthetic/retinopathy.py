@@ -34,6 +34,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from lab3.data.formats import METADATA_CSV
 from lab3.errors import UserError
 
 DEFAULT_TRAIN = 900  # lab3 carves its validation split out of these (15 %)
@@ -50,7 +51,6 @@ LESION_MEANS = (
     (9.0, 6.0, 4.0, 0.0),
     (10.0, 7.0, 5.0, 1.0),
 )
-METADATA_CSV = "metadata.csv"
 
 
 def grades_for(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The layout of one workbook run folder, its record, and the notebooks' models parameter.
 
-Kept apart from `lab3.workbook` (which executes notebooks) so that what reads a run folder, the
-notebooks, `lab3.results` and `lab3.ablation`, does not import the notebook machinery.
+Kept apart from `lab3.workbook.runner` (which executes notebooks) so that what reads a run
+folder, the notebooks, `results` and `ablation`, does not import the notebook machinery.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ failing notebook stops the run with one line naming the notebook, the cell and t
 partly executed notebook stays in the run folder (papermill saves it after every cell). Only
 `outputs/latest` is maintained as a link, and only for runs in outputs/.
 
-`lab3.run_folder` gives the notebooks this layout and reads the record.
+`lab3.workbook.folders` gives the notebooks this layout and reads the record.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
-from lab3.notebook_exec import NotebookProgress, check_kernel, execute_notebook, kernel_of
-from lab3.run_folder import RECORD, read_record
+from lab3.workbook.folders import RECORD, read_record
+from lab3.workbook.notebook_exec import NotebookProgress, check_kernel, execute_notebook, kernel_of
 
 if TYPE_CHECKING:
-    from lab3.estimate import Estimate
+    from lab3.workbook.estimate import Estimate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 DEFAULT_OUTPUTS = Path("outputs")
 LATEST = "latest"
@@ -55,14 +55,14 @@ NOTEBOOKS = (
     "04_train",
     "05_evaluation_and_report",
 )
-PER_MODEL = "04_train"
+TRAIN_NOTEBOOK = "04_train"  # executed once per depth
 # The notebooks that train: their kernels' lines (epochs, ablation runs) are shown as they come.
-LIVE = frozenset({"02_preprocessing_experiments", PER_MODEL})
+TRAINING_NOTEBOOKS = frozenset({"02_preprocessing_experiments", TRAIN_NOTEBOOK})
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
 
 
 @dataclass(frozen=True)
-class Step:
+class NotebookRun:
     """One notebook execution: which source notebook, the output name, its parameters."""
 
     source: str
@@ -78,7 +78,7 @@ def plan(
     device: str = "auto",
     nproc: int = 1,
     pretrained: bool = False,
-) -> list[Step]:
+) -> list[NotebookRun]:
     """The notebook executions of one run, in order; 04 trains with `nproc` processes, and 04 and
     05 learn whether each depth is also trained from ImageNet weights (`pretrained`)."""
     common = {
@@ -90,14 +90,14 @@ def plan(
     }
     steps = []
     for name in NOTEBOOKS:
-        if name == PER_MODEL:
+        if name == TRAIN_NOTEBOOK:
             for model in models:
                 params = {**common, "model": model, "nproc": nproc, "pretrained": pretrained}
-                steps.append(Step(name, f"{name}_{model}.ipynb", params))
+                steps.append(NotebookRun(name, f"{name}_{model}.ipynb", params))
         elif name == NOTEBOOKS[-1]:
-            steps.append(Step(name, f"{name}.ipynb", {**common, "pretrained": pretrained}))
+            steps.append(NotebookRun(name, f"{name}.ipynb", {**common, "pretrained": pretrained}))
         else:
-            steps.append(Step(name, f"{name}.ipynb", dict(common)))
+            steps.append(NotebookRun(name, f"{name}.ipynb", dict(common)))
     return steps
 
 
@@ -353,7 +353,7 @@ def _estimate(record: dict[str, Any], outputs: list[str], stream: TextIO) -> Est
     """The time the notebooks still to run will take, printed before they start; a run goes on
     without it where it cannot be made (one line says why)."""
     from lab3.data.layouts import load_layout
-    from lab3.estimate import estimate_run
+    from lab3.workbook.estimate import estimate_run
 
     if not outputs:
         return None
@@ -376,12 +376,12 @@ def _estimate(record: dict[str, Any], outputs: list[str], stream: TextIO) -> Est
 
 
 def _execute_step(
-    step: Step, source: Path, run: Path, kernel: str, prefix: str, stream: TextIO
+    step: NotebookRun, source: Path, run: Path, kernel: str, prefix: str, stream: TextIO
 ) -> float:
     """One notebook, its kernel's lines echoed live; a failure or an interruption says how to
     continue the run."""
     output = run / "notebooks" / step.output
-    progress = NotebookProgress(prefix, stream, echo=step.source in LIVE)
+    progress = NotebookProgress(prefix, stream, echo=step.source in TRAINING_NOTEBOOKS)
     hint = f"continue with: lab3 run --resume {run}"
     try:
         return execute_notebook(source, output, step.parameters, kernel, progress, run / KERNEL_LOG)

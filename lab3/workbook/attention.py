@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lab3.ablation import ABLATION_CSV, slug
 from lab3.config import MODEL_NAMES
 from lab3.data.preprocess import foreground_mask
 from lab3.engine.evaluate import LoadedCheckpoint
@@ -26,9 +25,10 @@ from lab3.engine.explain import (
     explain_split,
 )
 from lab3.errors import UserError
-from lab3.plots import pretty_model_name
-from lab3.results import ModelResults, short_class_names
-from lab3.run_folder import WorkbookPaths
+from lab3.formatting import pretty_model_name
+from lab3.workbook.ablation import ABLATION_CSV, slug
+from lab3.workbook.folders import WorkbookPaths
+from lab3.workbook.results import ModelResults, short_class_names
 
 RIGHT, WRONG = "#2E7D32", "#B22222"  # title colours of a right and a wrong prediction
 Frames = dict[str, dict[str, pd.DataFrame]]  # model -> split -> one row per image
@@ -260,7 +260,7 @@ def explain_run(
     """`lab3 explain --run`: each depth's panel, and the depths side by side when there are
     several, as PNGs in the run's figures folder. Returns the files written."""
     from lab3.plots import plot_attention, plot_attention_depths
-    from lab3.results import load_history
+    from lab3.workbook.results import load_history
 
     run = Path(run_dir)
     checkpoints = _checkpoints(run, model)

@@ -1,30 +1,27 @@
 """The fit loop: one epoch of training, one of evaluation, one history row and checkpoint per epoch.
 
-In the shape of torchvision's reference script: `train_one_epoch`, `evaluate`, `fit`. Under
-torchrun the same code trains one model with DistributedDataParallel (`lab3.engine.distributed`).
-Every file a run writes goes through `RunFolder`, so under several processes rank 0 alone
-writes. `last.pt` (every epoch) and `best.pt` (best valid accuracy) are written
-atomically; `--resume` continues from `last.pt` and reproduces the history an uninterrupted run
-would have written (the loader's order and augmentation depend only on seed and epoch). A run
-that finishes keeps `best.pt` (weights, no optimizer state) and drops `last.pt`: the optimizer's
-moments are up to twice the weights' size and only resuming needs them.
+In the shape of torchvision's reference script: `train_one_epoch`, `evaluate_epoch`, `fit`. To
+see one training step, read `train_one_epoch`, then `TrainStep` (`step.py`); the optimizer,
+learning-rate schedule and EMA are in `optim.py`. Under torchrun the same code trains one model
+with DistributedDataParallel (`lab3.engine.distributed`). Every file a run writes goes through
+`RunFolder` (`run_folder.py`), so under several processes rank 0 alone writes. `last.pt` (every
+epoch) and `best.pt` (best valid accuracy) are written atomically; `--resume` continues from
+`last.pt` and reproduces the history an uninterrupted run would have written (the loader's order
+and augmentation depend only on seed and epoch). A run that finishes keeps `best.pt` (weights, no
+optimizer state) and drops `last.pt`: the optimizer's moments are up to twice the weights' size
+and only resuming needs them.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -34,240 +31,21 @@ from tqdm import tqdm
 from lab3.config import TrainConfig
 from lab3.data.loader import DeviceLoader
 from lab3.engine import distributed
-from lab3.engine.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from lab3.engine.checkpoint import load_weights, read_checkpoint
 from lab3.engine.data import PreparedData, check_trainable, prepare_data
 from lab3.engine.distributed import Distributed
 from lab3.engine.evaluate import evaluate_loader
+from lab3.engine.faults import inject_faults
+from lab3.engine.optim import Schedule, WeightAverage, make_optimizer
+from lab3.engine.run_folder import RunFolder, RunResult
 from lab3.engine.step import TrainStep
 from lab3.errors import UserError
-from lab3.fileio import write_json_atomic, write_text_atomic
 from lab3.models import build_model, initial_state, load_initial_state, torchvision_name
 from lab3.models.pretrained import imagenet_file_check
-
-# Tests: end a process right after an epoch's checkpoint, as a crash would (`_inject_faults`).
-KILL_HOOK = "LAB3_KILL_AFTER_EPOCH"  # SIGKILL
-RAISE_HOOK = "LAB3_RAISE_AFTER_EPOCH"  # an exception (under torchrun: a failing rank)
 
 
 class TrainingDiverged(UserError):
     pass
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    history: pd.DataFrame
-    best_epoch: int
-    best_valid_acc: float
-    interrupted: bool = False
-
-
-class RunFolder:
-    """The one place a run's files are written; under torchrun only rank 0 writes (`writes`)."""
-
-    def __init__(self, path: Path, writes: bool = True):
-        self.path = path
-        self.writes = writes
-
-    @classmethod
-    def create(cls, config: TrainConfig, resume: bool) -> RunFolder:
-        if config.out:
-            path = Path(config.out)
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = Path("outputs") / "runs" / f"{config.model}-{stamp}"
-        if resume:
-            if (path / "result.json").is_file() and not (path / "last.pt").is_file():
-                raise UserError(
-                    "this run finished, so there is nothing to resume; to train longer, "
-                    "start a new run",
-                    path,
-                )
-            if not (path / "last.pt").is_file():
-                raise UserError(
-                    "nothing to resume: no last.pt here; drop --resume to start a run", path
-                )
-        elif path.exists() and any(path.iterdir()):
-            raise UserError(
-                "run folder already exists; pass --resume to continue it or choose another --out",
-                path,
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
-
-    def save_config(self, config: TrainConfig) -> None:
-        if self.writes:
-            config.save(self.path / "config.json")
-
-    def save_epoch(self, trainer: Trainer, history: list[dict[str, Any]]) -> None:
-        """history.csv/.json, last.pt, and best.pt when this epoch has the best valid accuracy."""
-        if not self.writes:
-            return
-        self.write_history(history)
-        state = checkpoint_state(trainer, history)
-        if history[-1]["valid_acc"] > best_of(history[:-1])[1]:
-            # best.pt is for evaluation: the weights and what rebuilds the model, no optimizer.
-            # Written before last.pt: a kill in between repeats this epoch, and so this save.
-            save_checkpoint(
-                self.path / "best.pt", {k: v for k, v in state.items() if k != "optimizer"}
-            )
-        save_checkpoint(self.path / "last.pt", state)
-
-    def write_history(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
-        frame = pd.DataFrame(rows)
-        write_text_atomic(self.path / "history.csv", frame.to_csv(index=False))
-        write_json_atomic(self.path / "history.json", rows)
-        return frame
-
-    def close(
-        self, trainer: Trainer, history: list[dict[str, Any]], interrupted: bool
-    ) -> RunResult:
-        """Record how the run ended; a finished run drops what only resuming needs.
-
-        result.json is written first, so a kill in between leaves a run that reads as finished
-        (`fit_or_resume` then tidies it), never one that reads as unstarted.
-        """
-        best_epoch, best_acc = best_of(history)
-        if self.writes:
-            write_json_atomic(
-                self.path / "result.json",
-                {
-                    "model": trainer.config.model,
-                    "init": trainer.config.init,
-                    # valid accuracy of the initial weights (none from scratch): a fine-tuned
-                    # checkpoint starts where its run ended
-                    "init_valid_acc": trainer.init_valid_acc,
-                    # imagenet: the cached file and whether it is torchvision's published one
-                    "init_weights": trainer.init_weights,
-                    "best_epoch": best_epoch,
-                    "best_valid_acc": best_acc,
-                    "epochs_done": len(history),
-                    "epochs_planned": trainer.epochs,
-                    "interrupted": interrupted,
-                    "world_size": trainer.group.world_size,
-                },
-            )
-            if not interrupted:
-                self.finish()
-        return RunResult(self.path, pd.DataFrame(history), best_epoch, best_acc, interrupted)
-
-    def finish(self) -> None:
-        """A finished run drops what only resuming needs: last.pt, and the temporaries a write
-        killed half-way leaves (`.<name>.*.tmp`)."""
-        for path in [self.path / "last.pt", *self.path.glob(".*.tmp")]:
-            path.unlink(missing_ok=True)
-
-
-def best_of(history: list[dict[str, Any]]) -> tuple[int, float]:
-    """(epoch, valid accuracy) of the first epoch with the best valid accuracy; (0, -1) if none."""
-    best_epoch, best_acc = 0, -1.0
-    for row in history:
-        if row["valid_acc"] > best_acc:
-            best_epoch, best_acc = int(row["epoch"]), float(row["valid_acc"])
-    return best_epoch, best_acc
-
-
-def checkpoint_state(trainer: Trainer, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything `--resume` needs, as tensors and plain values (loads with weights_only)."""
-    data = trainer.data
-    return {
-        "model": trainer.model.state_dict(),
-        "ema": trainer.average.model.state_dict() if trainer.average is not None else None,
-        "optimizer": trainer.optimizer.state_dict(),
-        "lr_scheduler": trainer.schedule.state_dict(),
-        "scaler": None,  # bf16 autocast needs no loss scaling
-        "epoch": int(history[-1]["epoch"]),
-        "config": trainer.config.to_dict(),
-        "history": history,
-        "rng": {"torch": torch.get_rng_state()},
-        "arch": trainer.config.model,
-        "num_classes": data.layout.num_classes,
-        "in_channels": data.pipeline.channels,
-        "class_names": list(data.layout.class_names),
-        "world_size": trainer.group.world_size,
-        "init_valid_acc": trainer.init_valid_acc,
-        "init_weights": trainer.init_weights,
-    }
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on BatchNorm weights and biases (1-d tensors): it only fights the norm."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or Nesterov SGD, fused: one kernel over all parameters instead of a loop over them
-    (on the CPU the fused AdamW update of ResNet50/152 takes about a fifth of the loop's time;
-    benchmarks/results/optimizer_step_cpu.md)."""
-    groups = parameter_groups(model, config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, fused=True)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True, fused=True)
-
-
-def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
-    """Learning-rate multiplier at `step` of `total`: one-cycle, or warm-up then cosine."""
-    if kind == "onecycle":
-        peak = max(1, int(0.25 * total))
-        if step < peak:
-            return 0.04 + 0.96 * (1 - math.cos(math.pi * step / peak)) / 2
-        progress = (step - peak) / max(1, total - peak)
-        return 1e-4 + (1 - 1e-4) * (1 + math.cos(math.pi * progress)) / 2
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return (1 + math.cos(math.pi * min(progress, 1.0))) / 2
-
-
-class WeightAverage:
-    """Exponential moving average of weights and BN buffers, evaluated instead of the raw model."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        decay = min(self.decay, (1 + step) / (10 + step))  # short runs: do not lag behind
-        pairs = list(
-            zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
-        )
-        floats = [(avg, cur) for avg, cur in pairs if avg.dtype.is_floating_point]
-        # one fused update, not a kernel per tensor (hundreds a step for ResNet152)
-        torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1 - decay)
-        for avg, cur in pairs:
-            if not avg.dtype.is_floating_point:
-                avg.copy_(cur)
-
-
-@dataclass
-class Schedule:
-    """The learning rate of every step; its position is what a checkpoint's lr_scheduler holds."""
-
-    peak_lr: float
-    total: int
-    warmup: int
-    kind: str
-    step: int = 0
-
-    def lr(self, step: int) -> float:
-        return self.peak_lr * lr_factor(step, self.total, self.warmup, self.kind)
-
-    def advance(self, optimizer: torch.optim.Optimizer) -> None:
-        """Set the rate for the coming step, then count it."""
-        for group in optimizer.param_groups:
-            group["lr"] = self.lr(self.step)
-        self.step += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "total": self.total, "kind": self.kind}
 
 
 @dataclass
@@ -281,7 +59,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     criterion: nn.Module
-    average: WeightAverage | None
+    ema: WeightAverage | None  # the averaged weights when `config.ema` > 0; evaluated instead
     group: Distributed
     train_loader: DeviceLoader  # this rank's shard of the training split, augmented
     epochs: int  # planned: `epochs`, or more for a small set (`TrainConfig.planned_epochs`)
@@ -292,7 +70,7 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        return self.average.model if self.average is not None else self.model
+        return self.ema.model if self.ema is not None else self.model
 
 
 def train_one_epoch(trainer: Trainer, loader: DeviceLoader, progress: bool) -> dict[str, float]:
@@ -308,8 +86,8 @@ def train_one_epoch(trainer: Trainer, loader: DeviceLoader, progress: bool) -> d
     for images, labels, _ in bar:
         trainer.schedule.advance(trainer.optimizer)
         logits, loss = trainer.train_step(images, labels)
-        if trainer.average is not None:
-            trainer.average.update(trainer.model, trainer.schedule.step - 1)
+        if trainer.ema is not None:
+            trainer.ema.update(trainer.model, trainer.schedule.step - 1)
         loss_sum += loss * labels.shape[0]
         correct += (logits.argmax(1) == labels).sum()
         seen += labels.shape[0]
@@ -325,7 +103,7 @@ def train_one_epoch(trainer: Trainer, loader: DeviceLoader, progress: bool) -> d
     }
 
 
-def evaluate(trainer: Trainer) -> dict[str, float]:
+def evaluate_epoch(trainer: Trainer) -> dict[str, float]:
     """Valid (and test, when labelled) loss and accuracy of the model a checkpoint evaluates.
 
     Precise BN first: BatchNorm statistics re-estimated for these weights, not a lagging average
@@ -424,7 +202,7 @@ def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distri
             "epoch": epoch,
             "train_loss": round(train["loss"], 6),
             "train_acc": round(train["accuracy"], 6),
-            **evaluate(trainer),
+            **evaluate_epoch(trainer),
             "lr": round(trainer.schedule.lr(max(trainer.schedule.step - 1, 0)), 8),
             "seconds": round(time.perf_counter() - started, 3),
             "images_per_s": round(train["images_per_s"], 1),
@@ -434,7 +212,7 @@ def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distri
         group.barrier()  # no rank runs ahead while rank 0 still writes this epoch's checkpoint
         if group.is_main:
             log(format_row(config.model, trainer.epochs, row, history))
-        _inject_faults(epoch, group.rank, run.path.name)
+        inject_faults(epoch, group.rank, run.path.name)
     return run.close(trainer, history, interrupted)
 
 
@@ -531,7 +309,7 @@ def _make_trainer(
         optimizer=optimizer,
         schedule=schedule,
         criterion=criterion,
-        average=WeightAverage(model, config.ema) if config.ema > 0 else None,
+        ema=WeightAverage(model, config.ema) if config.ema > 0 else None,
         group=group,
         train_loader=train_loader,
         epochs=epochs,
@@ -546,7 +324,7 @@ def _make_trainer(
     )
     if note is not None:
         # where the initial weights stand on this task before any step
-        trainer.init_valid_acc = evaluate(trainer)["valid_acc"]
+        trainer.init_valid_acc = evaluate_epoch(trainer)["valid_acc"]
         if group.is_main:
             print(f"{config.model}: {note}; valid acc before training {trainer.init_valid_acc:.2%}")
     return trainer
@@ -558,28 +336,13 @@ def _restore(
     """Weights, optimizer, EMA, schedule position and RNG from last.pt; the history so far."""
     load_weights(trainer.model, previous, path)
     trainer.optimizer.load_state_dict(previous["optimizer"])
-    if trainer.average is not None and previous.get("ema") is not None:
-        trainer.average.model.load_state_dict(previous["ema"])
+    if trainer.ema is not None and previous.get("ema") is not None:
+        trainer.ema.model.load_state_dict(previous["ema"])
     trainer.schedule.step = int(previous["lr_scheduler"]["step"])
     trainer.init_valid_acc = previous.get("init_valid_acc")
     trainer.init_weights = previous.get("init_weights")
     torch.set_rng_state(previous["rng"]["torch"])
     return [dict(r) for r in previous["history"]], int(previous["epoch"]) + 1
-
-
-def _inject_faults(epoch: int, rank: int, run_name: str) -> None:
-    """Tests only: end this process right after `epoch`'s checkpoint, as a crash would.
-
-    LAB3_KILL_AFTER_EPOCH (SIGKILL) or LAB3_RAISE_AFTER_EPOCH (an exception) hold ``EPOCH``,
-    ``RUN:EPOCH`` (only in the run folder of that name: a workbook trains several runs in one
-    kernel) and optionally ``@RANK`` (rank 0 when no rank is named).
-    """
-    for hook in (KILL_HOOK, RAISE_HOOK):
-        when, _, rank_text = os.environ.get(hook, "").partition("@")
-        if when in (str(epoch), f"{run_name}:{epoch}") and int(rank_text or 0) == rank:
-            if hook == KILL_HOOK:
-                os.kill(os.getpid(), signal.SIGKILL)
-            raise RuntimeError(f"{hook} asked this rank to fail after epoch {epoch}")
 
 
 def class_weights(data: PreparedData) -> torch.Tensor:

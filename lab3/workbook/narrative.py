@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lab3.ablation import ablation_verdict
 from lab3.config import TrainConfig
-from lab3.data.layouts import TRUTH_CSV, Layout
-from lab3.exploration import class_name, subjects_per_split
-from lab3.formatting import join_names, pct
+from lab3.data.formats import METADATA_CSV, TRUTH_CSV
+from lab3.data.layouts import Layout
+from lab3.formatting import join_names, pct, pretty_model_name
 from lab3.metrics import standard_error
-from lab3.plots import pretty_model_name
-from lab3.results import (
+from lab3.workbook.ablation import ablation_verdict
+from lab3.workbook.exploration import class_name, subjects_per_split
+from lab3.workbook.results import (
     ModelResults,
     init_weights_of,
     ranks,
@@ -26,9 +26,6 @@ from lab3.results import (
     report_split,
     winners,
 )
-
-METADATA_CSV = "metadata.csv"  # path,label,split,subject: written by `lab3 synth`
-
 
 LEUKEMIA_LAB = """## The lab
 
@@ -171,132 +168,176 @@ def discussion(
     layout: Layout | None = None,
 ) -> str:
     """The discussion, written from the run's numbers: which depth won and by how much compared
-    with the sampling error, how the curves fit, what preprocessing and TTA gave, and caveats."""
+    with the sampling error, how the curves fit, what preprocessing and TTA gave, and caveats.
+
+    One function per paragraph; each returns None where its numbers are missing."""
+    paragraphs = [
+        ranking_paragraph(results),
+        baseline_paragraph(results),
+        kappa_paragraph(results),
+        cost_paragraph(results),
+        *(
+            curve_paragraph(model, result, report_split(results))
+            for model, result in results.items()
+        ),
+        ablation_paragraph(ablation),
+        caveat_paragraph(layout),
+    ]
+    return "\n".join(f"- {p}" for p in paragraphs if p is not None)
+
+
+def _sampling_error(results: Mapping[str, ModelResults]) -> tuple[float, int]:
+    """The standard error of the winner's accuracy on the report's split, and that split's size."""
+    split = report_split(results)
+    n = int(next(iter(results.values())).evaluations[split].metrics["n"])
+    return standard_error(report_accuracy(results)[winners(results)[0]], n), n
+
+
+def _ranked(results: Mapping[str, ModelResults]) -> list[str]:
+    rank = ranks(results)
+    return sorted(report_accuracy(results), key=rank.get)  # stable: ties keep the run's order
+
+
+def ranking_paragraph(results: Mapping[str, ModelResults]) -> str:
+    """Which depth won, by how much, and whether the lead exceeds two standard errors."""
     split = report_split(results)
     accuracy = report_accuracy(results)
-    n = int(next(iter(results.values())).evaluations[split].metrics["n"])
-    rank = ranks(results)
-    ranked = sorted(accuracy, key=rank.get)  # stable: ties keep the run's order
     top = winners(results)
     winner = top[0]
-    se = standard_error(accuracy[winner], n)
-    points = []
-
-    rest = [m for m in ranked if m not in top]
+    se, n = _sampling_error(results)
+    rest = [m for m in _ranked(results) if m not in top]
     if len(top) == 1:
         text = f"**{pretty_model_name(winner)}** reached the highest {split} accuracy"
     else:
         text = f"{join_names(map(pretty_model_name, top))} tie for the highest {split} accuracy"
     text += f", {pct(accuracy[winner])}"
-    if rest:
-        others = ", ".join(f"{pretty_model_name(m)} {pct(accuracy[m])}" for m in rest)
-        gap = accuracy[winner] - accuracy[rest[0]]
-        within = gap < 2 * se
-        text += (
-            f" (then {others}). The lead of {100 * gap:.1f} points "
-            f"{'is within' if within else 'exceeds'} two standard errors "
-            f"(±{100 * 2 * se:.1f} points on {n} images)"
-            + (", so at this training budget the depths are statistically tied." if within else ".")
-        )
-    else:
-        text += "."
-    points.append(text)
+    if not rest:
+        return text + "."
+    others = ", ".join(f"{pretty_model_name(m)} {pct(accuracy[m])}" for m in rest)
+    gap = accuracy[winner] - accuracy[rest[0]]
+    within = gap < 2 * se
+    return text + (
+        f" (then {others}). The lead of {100 * gap:.1f} points "
+        f"{'is within' if within else 'exceeds'} two standard errors "
+        f"(±{100 * 2 * se:.1f} points on {n} images)"
+        + (", so at this training budget the depths are statistically tied." if within else ".")
+    )
 
+
+def baseline_paragraph(results: Mapping[str, ModelResults]) -> str:
+    """Which depths beat always answering the majority class by more than the sampling error."""
+    split = report_split(results)
+    accuracy = report_accuracy(results)
+    ranked = _ranked(results)
+    se, _ = _sampling_error(results)
     labels = next(iter(results.values())).evaluations[split].predictions.labels
     majority = float(np.bincount(labels).max() / max(len(labels), 1))
     above = [m for m in ranked if accuracy[m] >= majority + 2 * se]
     if not above:
-        points.append(
+        return (
             f"Always predicting the majority class would score {pct(majority)} on this split: "
             "no depth is clearly above that baseline, so the models have learned little yet; "
             "longer training (the `full` profile) is needed for meaningful accuracy."
         )
-    elif len(above) == len(ranked):
-        points.append(
+    if len(above) == len(ranked):
+        return (
             f"Every depth beats the majority-class baseline ({pct(majority)}) by more than "
             "the sampling error."
         )
-    else:
-        behind = ", ".join(pretty_model_name(m) for m in ranked if m not in above)
-        points.append(
-            f"The majority-class baseline is {pct(majority)}; "
-            f"{', '.join(pretty_model_name(m) for m in above)} clearly beat it, {behind} not "
-            "by more than the sampling error."
-        )
+    behind = ", ".join(pretty_model_name(m) for m in ranked if m not in above)
+    return (
+        f"The majority-class baseline is {pct(majority)}; "
+        f"{', '.join(pretty_model_name(m) for m in above)} clearly beat it, {behind} not "
+        "by more than the sampling error."
+    )
 
+
+def kappa_paragraph(results: Mapping[str, ModelResults]) -> str | None:
+    """Quadratic-weighted kappa per depth, where the evaluations have it (graded data)."""
+    split = report_split(results)
     kappas = {m: r.evaluations[split].metrics.get("kappa_quadratic") for m, r in results.items()}
-    if all(k is not None for k in kappas.values()):
-        best_kappa = max(kappas, key=kappas.get)
-        points.append(
-            "Quadratic-weighted kappa, which weighs a mistake by its distance in grades: "
-            + ", ".join(f"{pretty_model_name(m)} {kappas[m]:.3f}" for m in ranked)
-            + f" (best {pretty_model_name(best_kappa)}; 0 is what chance agreement gives)."
+    if any(k is None for k in kappas.values()):
+        return None
+    best_kappa = max(kappas, key=kappas.get)
+    return (
+        "Quadratic-weighted kappa, which weighs a mistake by its distance in grades: "
+        + ", ".join(f"{pretty_model_name(m)} {kappas[m]:.3f}" for m in _ranked(results))
+        + f" (best {pretty_model_name(best_kappa)}; 0 is what chance agreement gives)."
+    )
+
+
+def cost_paragraph(results: Mapping[str, ModelResults]) -> str | None:
+    """What depth costs: the slowest depth's epoch against the fastest's."""
+    if len(results) < 2:
+        return None
+    per_epoch = {m: float(pd.to_numeric(r.history["seconds"]).mean()) for m, r in results.items()}
+    fastest = min(per_epoch, key=per_epoch.get)
+    slowest = max(per_epoch, key=per_epoch.get)
+    return (
+        f"Depth is not free: an epoch of {pretty_model_name(slowest)} took "
+        f"{per_epoch[slowest] / max(per_epoch[fastest], 1e-9):.1f}x as long as one of "
+        f"{pretty_model_name(fastest)} ({per_epoch[slowest]:.0f} s vs "
+        f"{per_epoch[fastest]:.0f} s)."
+    )
+
+
+def curve_paragraph(model: str, result: ModelResults, split: str) -> str:
+    """One depth's curves: one class for everything, under-trained, or where it peaked, and
+    whether training accuracy ran away from validation accuracy."""
+    history = result.history
+    last = history.iloc[-1]
+    epochs = int(last["epoch"])
+    best_epoch = result.best_epoch
+    gap = float(last["train_acc"] - last["valid_acc"])
+    valid = pd.to_numeric(history["valid_acc"])
+    predicted = np.unique(result.evaluations[split].predictions.predicted)
+    if len(predicted) == 1:
+        names = result.evaluations[split].class_names
+        return (
+            f"{pretty_model_name(model)} predicts {names[int(predicted[0])]} for every "
+            f"{split} image: it has not learned to separate the classes at this budget."
         )
-
-    if len(results) > 1:
-        per_epoch = {
-            m: float(pd.to_numeric(r.history["seconds"]).mean()) for m, r in results.items()
-        }
-        fastest = min(per_epoch, key=per_epoch.get)
-        slowest = max(per_epoch, key=per_epoch.get)
-        points.append(
-            f"Depth is not free: an epoch of {pretty_model_name(slowest)} took "
-            f"{per_epoch[slowest] / max(per_epoch[fastest], 1e-9):.1f}x as long as one of "
-            f"{pretty_model_name(fastest)} ({per_epoch[slowest]:.0f} s vs "
-            f"{per_epoch[fastest]:.0f} s)."
+    if epochs > 1 and np.isclose(valid.max(), valid.min()):
+        shape = f"its validation accuracy stayed at {pct(float(valid.iloc[0]))} in every epoch"
+    elif best_epoch == epochs and epochs > 1:
+        shape = (
+            "its validation accuracy was still at its best in the last epoch, "
+            "so it is under-trained"
         )
-
-    for model, result in results.items():
-        history = result.history
-        last = history.iloc[-1]
-        epochs = int(last["epoch"])
-        best_epoch = result.best_epoch
-        gap = float(last["train_acc"] - last["valid_acc"])
-        valid = pd.to_numeric(history["valid_acc"])
-        predicted = np.unique(result.evaluations[split].predictions.predicted)
-        if len(predicted) == 1:
-            names = result.evaluations[split].class_names
-            points.append(
-                f"{pretty_model_name(model)} predicts {names[int(predicted[0])]} for every "
-                f"{split} image: it has not learned to separate the classes at this budget."
-            )
-            continue
-        if epochs > 1 and np.isclose(valid.max(), valid.min()):
-            shape = f"its validation accuracy stayed at {pct(float(valid.iloc[0]))} in every epoch"
-        elif best_epoch == epochs and epochs > 1:
-            shape = (
-                "its validation accuracy was still at its best in the last epoch, "
-                "so it is under-trained"
-            )
-        elif epochs == 1:
-            shape = "it trained for a single epoch, so the curves say little"
-        else:
-            shape = (
-                f"its validation accuracy peaked at epoch {best_epoch} of {epochs} "
-                "(the best checkpoint is kept, later epochs did not improve it)"
-            )
-        if gap > 0.05:
-            fit_note = (
-                f"training accuracy ends {100 * gap:.1f} points above validation: over-fitting"
-            )
-        elif gap < -0.02:
-            fit_note = (
-                f"training accuracy ends {100 * -gap:.1f} points below validation, as expected "
-                "with augmented training images and label smoothing: no sign of over-fitting"
-            )
-        else:
-            fit_note = "training and validation accuracy end close together: no over-fitting"
-        points.append(f"{pretty_model_name(model)}: {shape}; {fit_note}.")
-
-    if ablation is not None and not ablation.empty:
-        points.append(
-            "Preprocessing ablation (ResNet18, short runs, best checkpoint on the validation "
-            f"split). {ablation_verdict(ablation)}"
+    elif epochs == 1:
+        shape = "it trained for a single epoch, so the curves say little"
+    else:
+        shape = (
+            f"its validation accuracy peaked at epoch {best_epoch} of {epochs} "
+            "(the best checkpoint is kept, later epochs did not improve it)"
         )
+    if gap > 0.05:
+        fit_note = f"training accuracy ends {100 * gap:.1f} points above validation: over-fitting"
+    elif gap < -0.02:
+        fit_note = (
+            f"training accuracy ends {100 * -gap:.1f} points below validation, as expected "
+            "with augmented training images and label smoothing: no sign of over-fitting"
+        )
+    else:
+        fit_note = "training and validation accuracy end close together: no over-fitting"
+    return f"{pretty_model_name(model)}: {shape}; {fit_note}."
 
+
+def ablation_paragraph(ablation: pd.DataFrame | None) -> str | None:
+    """What the preprocessing ablation found, when it ran."""
+    if ablation is None or ablation.empty:
+        return None
+    return (
+        "Preprocessing ablation (ResNet18, short runs, best checkpoint on the validation "
+        f"split). {ablation_verdict(ablation)}"
+    )
+
+
+def caveat_paragraph(layout: Layout | None) -> str:
+    """How the split was made and what data these are: the limits of the numbers above."""
     if layout is not None and is_grading(layout):
         synthetic = (layout.root / METADATA_CSV).is_file()
-        points.append(
+        return (
             "Caveat: the validation split is carved at random out of train_img.csv, per image, "
             "so the two eyes of one patient can sit on both sides"
             + (
@@ -307,7 +348,6 @@ def discussion(
                 else "."
             )
         )
-        return "\n".join(f"- {p}" for p in points)
     caveats = []
     if layout is not None:
         shared = subjects_per_split(layout)
@@ -321,14 +361,13 @@ def discussion(
                 "this run used the synthetic stand-in dataset, so its numbers show that the "
                 "pipeline works, not how well the models do on real cells"
             )
-    points.append(
+    return (
         "Caveat: the course split is random per image, so cells of one patient can sit in both "
         "training and test data; on real C-NMC images that leaks patient-specific staining and "
         "makes reported accuracy optimistic (`--split-mode subject` keeps patients apart)"
         + ("; here " + "; ".join(caveats) if caveats else "")
         + "."
     )
-    return "\n".join(f"- {p}" for p in points)
 
 
 def pretrained_text(

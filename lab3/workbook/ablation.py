@@ -20,10 +20,9 @@ from lab3.data.preprocess import Augment, Pipeline, equalize_foreground, tight_c
 from lab3.engine.evaluate import LoadedCheckpoint
 from lab3.engine.resume import fit_or_resume
 from lab3.fileio import write_text_atomic
-from lab3.formatting import pct
+from lab3.formatting import pct, pretty_model_name
 from lab3.metrics import paired_difference
-from lab3.plots import pretty_model_name
-from lab3.run_folder import WorkbookPaths
+from lab3.workbook.folders import WorkbookPaths
 
 
 def preprocessing_steps(image: np.ndarray, image_size: int) -> tuple[list[np.ndarray], list[str]]:

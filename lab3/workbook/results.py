@@ -1,7 +1,7 @@
 """What notebook 05 (evaluation) computes: each depth's best checkpoint evaluated, the metrics
 and highest-accuracy tables, the Kaggle submissions and the most confident mistakes.
 
-`ModelResults` holds one trained depth; the generated prose in `lab3.narrative` reads it.
+`ModelResults` holds one trained depth; the generated prose in `lab3.workbook.narrative` reads it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,20 @@ import numpy as np
 import pandas as pd
 
 from lab3.config import MODEL_NAMES, TrainConfig
-from lab3.data.layouts import TRUTH_CSV, load_layout
+from lab3.data.formats import TRUTH_CSV
+from lab3.data.layouts import load_layout
 from lab3.data.preprocess import Pipeline, load_image
 from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
-from lab3.formatting import pct
-from lab3.plots import pretty_model_name
-from lab3.run_folder import PRETRAINED_SUFFIX, RECORD, WorkbookPaths, pretrained_name, read_record
+from lab3.formatting import pct, pretty_model_name
 from lab3.submission import score, write_submission
+from lab3.workbook.folders import (
+    PRETRAINED_SUFFIX,
+    RECORD,
+    WorkbookPaths,
+    pretrained_name,
+    read_record,
+)
 
 
 @dataclass
@@ -70,11 +76,6 @@ def load_history(run: Path) -> pd.DataFrame:
             run,
         )
     return pd.read_csv(run / "history.csv")
-
-
-def load_histories(run_dir: str | Path, models: Sequence[str]) -> dict[str, pd.DataFrame]:
-    paths = WorkbookPaths.at(run_dir)
-    return {m: load_history(paths.run(m)) for m in models}
 
 
 def evaluate_runs(
@@ -347,10 +348,11 @@ def highest_accuracy_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
 
 
 def pick_misclassified(
-    result: ModelResults, split: str, count: int = 12, size: int = 96
+    result: ModelResults, split: str, count: int = 12, size: int | None = None
 ) -> dict[str, Any]:
-    """The model's most confident mistakes on `split`, as tight-cropped cells for a grid; the
-    keyword arguments of `plots.plot_misclassified`."""
+    """The model's most confident mistakes on `split`, as tight-cropped cells for a grid, at the
+    size the model saw them (its config's) unless `size` says otherwise; the keyword arguments
+    of `plots.plot_misclassified`."""
     evaluation = result.evaluations[split]
     predictions = evaluation.predictions
     predicted = predictions.predicted
@@ -359,7 +361,7 @@ def pick_misclassified(
     chosen = wrong[np.argsort(-confidence, kind="stable")][:count]
     config = evaluation.config
     layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
-    show = Pipeline.for_config("tightcrop", size)
+    show = Pipeline.for_config("tightcrop", size or config.image_size)
     paths = layout.table["path"].to_numpy()[predictions.rows[chosen]]
     return {
         "images": [show(load_image(p)) for p in paths],

@@ -118,7 +118,7 @@ def statistics_by_class(layout: Layout, stats: pd.DataFrame) -> pd.DataFrame:
     return grouped
 
 
-def skeleton_batch(
+def course_dataloader_batch(
     data_dir: str | Path, preprocess: str, image_size: int, batch_size: int = 8
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One batch from the course-style Dataset through a plain torch DataLoader.

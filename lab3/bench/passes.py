@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 from lab3.bench.timing import Pass
 from lab3.config import TrainConfig
 from lab3.data.loader import DeviceLoader
+from lab3.engine.optim import WeightAverage, make_optimizer
 from lab3.engine.step import TrainStep
-from lab3.engine.train import WeightAverage, make_optimizer
 
 Consume = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -34,7 +34,7 @@ class EngineSide:
         if config.use_channels_last():
             self.model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(self.model, config)
-        self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
+        self.ema = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.compiled = config.use_compile()
         train_model = torch.compile(self.model) if self.compiled else self.model
         criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -46,8 +46,8 @@ class EngineSide:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         logits, loss = self.step(images, labels)
-        if self.average is not None:
-            self.average.update(self.model, self.steps)
+        if self.ema is not None:
+            self.ema.update(self.model, self.steps)
         self.steps += 1
         self.loss_sum += loss * labels.shape[0]
         self.correct += (logits.argmax(1) == labels).sum()
