@@ -21,15 +21,19 @@ from lab3.engine.run_folder import RunResult
 
 @pytest.fixture(scope="module")
 def trained(learnable: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    """ResNet18, 3 epochs of 8 steps at 32 px on the learnable set, with a weight average (the
-    full profile's EMA path) and one TTA view so training's evaluation and a reload compare."""
+    """ResNet18, 5 epochs of 8 steps at 32 px on the learnable set, with a weight average (the
+    full profile's EMA path) and one TTA view so training's evaluation and a reload compare.
+
+    Five, not three: at batch 8 the validation accuracy swings between epochs, and after three
+    it sat at 69 % in float32 with the contiguous layout on a CPU without bf16, while the other
+    precisions and layouts reached 94-100 %; after five all four reach 100 %."""
     config = make_config(
         "tiny",
         model="resnet18",
         data=str(learnable),
         out=str(tmp_path_factory.mktemp("learned") / "run"),
         device="cpu",
-        epochs=3,
+        epochs=5,
         batch_size=8,
         train_limit=0,
         ema=0.9,
