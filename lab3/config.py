@@ -206,10 +206,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         # Tuned on the synthetic default (1200 training images, 2 cores): AdamW learns from
         # scratch in few steps where SGD sits at the majority class; the lossless dihedral views
-        # are the only augmentation needed; 48 px with bf16 autocast keeps ResNet152 at about
-        # 30 s an epoch. The deeper nets learn more slowly per step (valid after 3 epochs:
-        # ResNet18 87 %, ResNet50 84 %; both 90-93 % from the sixth), so they get as many epochs
-        # as the workbook's 10 minutes leave them.
+        # are the only augmentation needed; 48 px keeps the deeper nets' epochs short. The deeper
+        # nets learn more slowly per step, so they get as many epochs as a CPU with bf16 fits in
+        # about 10 minutes of workbook. Times and accuracies: benchmarks/results/recipe_cpu_*.md
+        # and workbook_cpu_*.md.
         "epochs": {"resnet18": 10, "resnet34": 8, "resnet50": 8, "resnet101": 6, "resnet152": 6},
         # a small set trains at least this many steps (150 images: 4 steps an epoch); on the
         # default 1200 images (37 steps an epoch) the epochs above already give as many
