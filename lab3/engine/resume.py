@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -47,7 +48,6 @@ def fit_or_resume(config: TrainConfig, progress: bool | None = None, nproc: int 
     `lab3 run --resume`) never loses work and never fails on its own output. `nproc` > 1
     trains with that many processes on this machine (torchrun, see `launch`).
     """
-    config.world_size = nproc
 
     def train(resume: bool = False) -> RunResult:
         if nproc > 1:
@@ -60,7 +60,8 @@ def fit_or_resume(config: TrainConfig, progress: bool | None = None, nproc: int 
     saved_config = run / "config.json"
     if not saved_config.is_file():
         return train()
-    changed = _differences(TrainConfig.load(saved_config), config)
+    # the saved config records the processes that trained (set by `fit` from torchrun's group)
+    changed = _differences(TrainConfig.load(saved_config), replace(config, world_size=nproc))
     if changed:
         raise UserError(
             f"this run folder holds a run with other settings ({'; '.join(changed[:3])}); "
