@@ -13,7 +13,7 @@ import torch
 
 from lab3.config import NATIVE_BF16_ENV, TrainConfig, cpu_has_native_bf16, make_config
 from lab3.data.layouts import load_layout
-from lab3.workbook import estimate
+from lab3.workbook import attention, estimate
 from lab3.workbook import runner as workbook
 from lab3.workbook.estimate import Estimate, Prices, Work, count_work, estimate_run
 from lab3.workbook.results import ModelResults, training_setup
@@ -44,9 +44,9 @@ def test_work_is_counted_from_the_data_and_the_profile(small_synthetic: Path) ->
     assert train.steps == {"resnet18": epochs * per_epoch}
     per_evaluation = min(r18.precise_bn, n_train) + n_valid + n_test
     assert train.images == {"resnet18": epochs * per_evaluation}
-    # the final TTA evaluation, and the Grad-CAM maps of every evaluated image (and of the
-    # ablation's three ResNet18 runs on valid)
-    maps = {m: estimate.MAP_FORWARDS * (n_valid + n_test) for m in MODELS}
+    # the final TTA evaluation, and the Grad-CAM maps of the report split (the labelled test
+    # split: all 12 images, under the cap) and of the ablation's three ResNet18 runs on valid
+    maps = {m: estimate.MAP_FORWARDS * n_test for m in MODELS}
     maps["resnet18"] += estimate.MAP_FORWARDS * 3 * n_valid
     assert work["05_evaluation_and_report"].images == {
         m: make_config("quick", model=m).tta * (n_valid + n_test) + maps[m] for m in MODELS
@@ -54,6 +54,15 @@ def test_work_is_counted_from_the_data_and_the_profile(small_synthetic: Path) ->
     ablation = work["02_preprocessing_experiments"]
     assert set(ablation.steps) == {"resnet18"} and ablation.steps["resnet18"] > 0
     assert not work["01_data_exploration"].steps and not work["03_resnet_definitions"].images
+
+
+def test_the_maps_counted_are_capped_per_group() -> None:
+    """Catches an estimate that counts a map for every image of a large split (notebook 05 maps
+    at most `MAPS_PER_GROUP` right answers and as many mistakes), or maps the wrong split."""
+    cap = attention.MAPS_PER_GROUP
+    assert estimate.maps_per_depth({"valid": 300, "test_labelled": 5000}) == 2 * cap
+    assert estimate.maps_per_depth({"valid": 300, "test_labelled": 0}) == cap + 30
+    assert estimate.maps_per_depth({"valid": 16, "test_labelled": 12}) == 12
 
 
 def test_estimate_arithmetic_with_stub_prices(small_synthetic: Path) -> None:

@@ -241,6 +241,52 @@ def test_an_even_map_and_a_coarse_grid_are_called_what_they_are() -> None:
     assert "with plain resize" in with_ablation and "with tight crop" in with_ablation
 
 
+def test_a_sampled_split_is_weighed_by_its_groups() -> None:
+    """90 right images on 80 % of the cell, 10 wrong ones on 40 %, of which only 9 right and
+    all 10 wrong were mapped: the split's mean is the groups' means weighed 9:1 (76 %), not the
+    sample's 60 %. Catches a mean that lets a sample rich in mistakes tilt the split's number."""
+    rng = np.random.default_rng(2)
+    frame = _frame(rng, right=0.8, wrong=0.4, n_wrong=10)
+    unmapped = frame.index[:90][np.arange(90) % 10 != 0]  # 81 right answers without a map
+    frame.loc[unmapped, ["share", "area"]] = np.nan
+    row = compare(frame)
+    assert (row["images"], row["maps"], row["mistakes"]) == (100, 19, 10)
+    right = frame.loc[frame["correct"] == 1, "share"].mean()
+    wrong = frame.loc[frame["correct"] == 0, "share"].mean()
+    assert row["map on cell"] == pytest.approx(0.9 * right + 0.1 * wrong)
+    assert row["map on cell"] == pytest.approx(0.76, abs=0.03)
+    assert row["above even"] == pytest.approx(row["map on cell"] - 0.6)
+    assert row["right - wrong"] == pytest.approx(right - wrong)
+    assert row["cell area"] == pytest.approx(0.6)
+    table = attention_table({"resnet18": {"test": frame}})
+    assert "from 19 maps per depth of the 100 test images" in attention_text(table, "test")
+    full = attention_table({"resnet18": {"test": _frame(rng, right=0.8, wrong=0.4, n_wrong=10)}})
+    assert "maps per depth" not in attention_text(full, "test")
+
+
+def test_sampled_maps_are_those_of_the_same_images(explained_run: Path) -> None:
+    """`per_group` maps at most that many right and wrong images, keeps every image's evaluated
+    prediction, and a sampled image's share is the one it has when every image is mapped.
+    Catches a sample that drops rows, mixes up which image a share belongs to, or maps more
+    than it was allowed."""
+    from lab3.engine.evaluate import LoadedCheckpoint
+    from lab3.engine.explain import explain_split
+
+    loaded = LoadedCheckpoint.open(explained_run / "runs" / "resnet18" / "best.pt", device="cpu")
+    predictions = loaded.predict("test")
+    full = explain_split(loaded, "test", predictions, "layer2")
+    sampled = explain_split(loaded, "test", predictions, "layer2", per_group=3)
+    assert full["share"].notna().all() and len(full) == len(predictions.rows)
+    columns = ["row", "label", "predicted", "prob", "correct"]
+    pd.testing.assert_frame_equal(sampled[columns], full[columns])
+    mapped = sampled.dropna(subset=["share"])
+    assert mapped.groupby("correct").size().max() <= 3 and len(mapped) >= 3
+    expected = full.set_index("row").loc[mapped["row"], "share"].to_numpy()
+    np.testing.assert_allclose(mapped["share"].to_numpy(), expected, atol=1e-5)
+    one_view = explain_split(loaded, "valid", layer="layer2", per_group=5)
+    assert len(one_view) == 5 and one_view["share"].notna().all()
+
+
 # ------------------------------------------------------------------------- lab3 explain
 
 

@@ -84,6 +84,10 @@ class PreparedData:
     ) -> DeviceLoader:
         return self._loader(self.rows(split), train, batch_size)
 
+    def rows_loader(self, rows: np.ndarray) -> DeviceLoader:
+        """Evaluation's loader over some rows of the layout (e.g. a sample of a split)."""
+        return self._loader(np.asarray(rows), train=False, batch_size=None)
+
     def _loader(self, rows: np.ndarray, train: bool, batch_size: int | None) -> DeviceLoader:
         config = self.config
         batch = batch_size or (config.batch_size if train else config.batch_size * 2)

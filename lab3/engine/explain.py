@@ -116,6 +116,7 @@ def explain_split(
     split: str,
     predictions: Predictions | None = None,
     layer: str = TARGET_LAYER,
+    per_group: int | None = None,
 ) -> pd.DataFrame:
     """One row per image of `split`: its label, the class the map explains and its probability,
     whether that is right, the map's foreground share, and the cell's share of the image (what
@@ -123,33 +124,79 @@ def explain_split(
 
     With `predictions` (the evaluation's, TTA included) each map explains the evaluated
     prediction and right/wrong follows the confusion matrix; without, the map's own forward
-    (one view) decides.
+    (one view) decides. `per_group` bounds the maps made: with predictions, at most that many
+    right and that many wrong images, evenly spread over each group's rows, are mapped (the
+    others keep their prediction, with no share: `attention.compare` weighs each group by its
+    size); without, that many images evenly spread over the split.
     """
-    loader = loaded.data.loader(split)
-    by_row = None
+    rows = loaded.data.rows(split)
+    known = None
     if predictions is not None:
-        by_row = {int(r): i for i, r in enumerate(predictions.rows)}
-    frames = []
-    for images, labels, rows in loader:
-        classes = None
-        if predictions is not None and by_row is not None:
-            classes = predictions.predicted[[by_row[int(r)] for r in rows]]
+        known = pd.DataFrame(
+            {"row": predictions.rows, "label": predictions.labels, **_evaluated(predictions)}
+        )
+        groups = [_spread(group["row"].to_numpy(), per_group) for _, group in outcome_groups(known)]
+        rows = np.concatenate(groups) if groups else np.zeros(0, dtype=int)
+    elif per_group is not None:
+        rows = _spread(rows, per_group)
+    mapped = _map_rows(loaded, np.sort(rows), predictions, layer)
+    frame = mapped if known is None else _merge(known, mapped)
+    frame = frame.sort_values("row", ignore_index=True) if len(frame) else frame
+    frame.attrs["grid"] = mapped.attrs["grid"]
+    frame.attrs["layer"] = layer
+    return frame
+
+
+def _evaluated(predictions: Predictions) -> dict[str, np.ndarray]:
+    picked = predictions.predicted
+    labels = predictions.labels
+    return {
+        "predicted": picked,
+        "prob": predictions.probs[np.arange(len(picked)), picked],
+        "correct": np.where(labels >= 0, picked == labels, np.nan),
+    }
+
+
+def outcome_groups(frame: pd.DataFrame) -> list[tuple[float, pd.DataFrame]]:
+    """The rows split into wrong (0), right (1) and unlabelled (-1: NaN `correct`)."""
+    return list(frame.groupby(frame["correct"].fillna(-1.0), sort=True))
+
+
+def _spread(rows: np.ndarray, count: int | None) -> np.ndarray:
+    """At most `count` of `rows`, evenly spread over them (all when there are fewer)."""
+    rows = np.sort(np.asarray(rows))
+    if count is None or len(rows) <= count:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, count).round().astype(int)]
+
+
+def _map_rows(
+    loaded: LoadedCheckpoint, rows: np.ndarray, predictions: Predictions | None, layer: str
+) -> pd.DataFrame:
+    """The maps of some rows: per row the class explained, its one-view probability, right or
+    wrong by that view, the foreground share and the cell's area."""
+    by_row = None if predictions is None else {int(r): i for i, r in enumerate(predictions.rows)}
+    frames, grid = [], None
+    for images, labels, batch_rows in loaded.data.rows_loader(rows):
+        classes = (
+            None
+            if by_row is None
+            else predictions.predicted[  # type: ignore[union-attr]
+                [by_row[int(r)] for r in batch_rows]
+            ]
+        )
         cams = grad_cam(loaded.model, images, classes, layer)
-        masks = np.stack([foreground_mask(loaded.data.cache.images[r]) for r in rows])
+        masks = np.stack([foreground_mask(loaded.data.cache.images[r]) for r in batch_rows])
         picked = cams.classes.cpu().numpy()
-        if predictions is not None and by_row is not None:
-            index = [by_row[int(r)] for r in rows]
-            prob = predictions.probs[index, picked]
-        else:
-            prob = cams.probs.cpu().numpy()[np.arange(len(rows)), picked]
         labels = labels.cpu().numpy()
+        grid = cams.grid
         frames.append(
             pd.DataFrame(
                 {
-                    "row": rows,
+                    "row": batch_rows,
                     "label": labels,
                     "predicted": picked,
-                    "prob": prob,
+                    "prob": cams.probs.cpu().numpy()[np.arange(len(batch_rows)), picked],
                     "correct": np.where(labels >= 0, picked == labels, np.nan),
                     "share": foreground_share(cams.maps.cpu().numpy(), masks),
                     "area": masks.mean(axis=(1, 2)),
@@ -157,10 +204,16 @@ def explain_split(
             )
         )
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    frame = frame.sort_values("row", ignore_index=True) if len(frame) else frame
-    frame.attrs["grid"] = cams.grid if frames else None
-    frame.attrs["layer"] = layer
+    frame.attrs["grid"] = grid
     return frame
+
+
+def _merge(known: pd.DataFrame, mapped: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation's rows with the maps' share and area where a map was made."""
+    columns = ["row", "share", "area"]
+    if mapped.empty:
+        return known.assign(share=np.nan, area=np.nan)
+    return known.merge(mapped[columns], on="row", how="left")
 
 
 def cams_for_rows(
@@ -196,8 +249,8 @@ def _cams_of_pixels(
         np.arange(len(pixels)),
         batch_size=max(len(pixels), 1),
         device=data.device,
-        mean=data.cache.mean,
-        std=data.cache.std,
+        mean=data.normalisation[0],
+        std=data.normalisation[1],
         channels_last=loaded.config.use_channels_last(),
     )
     ((batch, _labels, _rows),) = list(loader)

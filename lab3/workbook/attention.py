@@ -7,7 +7,7 @@ number for the preprocessing ablation's runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,20 @@ from lab3.engine.explain import (
     cams_for_rows,
     choose_layer,
     explain_split,
+    outcome_groups,
 )
 from lab3.errors import UserError
-from lab3.formatting import pretty_model_name
+from lab3.formatting import pretty_model_name, style_table
 from lab3.workbook.ablation import ABLATION_CSV, slug
 from lab3.workbook.folders import WorkbookPaths
 from lab3.workbook.results import ModelResults, short_class_names
 
+# Maps a depth makes of a split: at most this many of its right and as many of its wrong images,
+# evenly spread over each (all of the default's mistakes); a bounded cost on large splits, and
+# two standard errors of a few points on a group's mean share
+MAPS_PER_GROUP = 64
+# The preprocessing ablation's runs (ResNet18, one view): this many validation images each
+ABLATION_MAPS = 128
 RIGHT, WRONG = "#2E7D32", "#B22222"  # title colours of a right and a wrong prediction
 Frames = dict[str, dict[str, pd.DataFrame]]  # model -> split -> one row per image
 
@@ -38,16 +45,18 @@ def explain_runs(
     results: Mapping[str, ModelResults],
     splits: Sequence[str] | None = None,
     layer: str | None = None,
+    per_group: int | None = MAPS_PER_GROUP,
 ) -> Frames:
-    """Per depth and evaluated split, each image's map explained for the evaluated prediction
-    (`engine.explain.explain_split`), with its foreground share. The maps come from `layer`,
-    by default the deepest stage fine enough at the run's image size (`choose_layer`)."""
+    """Per depth and evaluated split (or those of `splits`), each image's evaluated prediction
+    and, for up to `per_group` right and as many wrong ones, its map's foreground share
+    (`engine.explain.explain_split`). The maps come from `layer`, by default the deepest stage
+    fine enough at the run's image size (`choose_layer`)."""
     frames: Frames = {}
     for model, result in results.items():
         assert result.checkpoint is not None, "evaluate_runs opens each best.pt"
         stage = layer or choose_layer(result.config.image_size)
         frames[model] = {
-            split: explain_split(result.checkpoint, split, evaluation.predictions, stage)
+            split: explain_split(result.checkpoint, split, evaluation.predictions, stage, per_group)
             for split, evaluation in result.evaluations.items()
             if splits is None or split in splits
         }
@@ -68,30 +77,57 @@ def map_layers(frames: Frames) -> dict[str, tuple[str, tuple[int, int]]]:
 def compare(frame: pd.DataFrame) -> dict[str, float]:
     """Mean foreground share of all, right and wrong images; the share above the cell's area
     (per image: what the map adds to an evenly spread one), the right - wrong difference, and
-    two standard errors of each (NaN where a side has fewer than two images)."""
-    shares = frame.dropna(subset=["share"])
-    right = shares.loc[shares["correct"] == 1, "share"].to_numpy()
-    wrong = shares.loc[shares["correct"] == 0, "share"].to_numpy()
-    gain = (shares["share"] - shares["area"]).to_numpy()
+    two standard errors of each (NaN where a side has fewer than two maps).
+
+    The means over the split are stratified: right, wrong and unlabelled images each weigh
+    their share of the split, averaged over that group's maps (`explain_split` may have mapped
+    only some of a large group), so a sample rich in mistakes does not tilt the split's mean."""
+    groups = [
+        (len(group) / len(frame), group.dropna(subset=["share"]))
+        for _, group in outcome_groups(frame)
+    ]
+    mapped = frame.dropna(subset=["share"])
+    right = mapped.loc[mapped["correct"] == 1, "share"].to_numpy()
+    wrong = mapped.loc[mapped["correct"] == 0, "share"].to_numpy()
     noise = math.nan
     if len(right) > 1 and len(wrong) > 1:
         noise = 2 * math.sqrt(right.var(ddof=1) / len(right) + wrong.var(ddof=1) / len(wrong))
+    above, above_noise = stratified(groups, lambda g: g["share"] - g["area"])
     return {
-        "cell area": float(frame["area"].mean()) if len(frame) else math.nan,
-        "map on cell": float(shares["share"].mean()) if len(shares) else math.nan,
-        "above even": float(gain.mean()) if len(gain) else math.nan,
-        "± 2 SE even": 2 * float(gain.std(ddof=1)) / math.sqrt(len(gain))
-        if len(gain) > 1
-        else math.nan,
+        "cell area": stratified(groups, lambda g: g["area"])[0],
+        "map on cell": stratified(groups, lambda g: g["share"])[0],
+        "above even": above,
+        "± 2 SE even": above_noise,
         "right": float(right.mean()) if len(right) else math.nan,
         "wrong": float(wrong.mean()) if len(wrong) else math.nan,
-        "mistakes": len(wrong),
+        "mistakes": int((frame["correct"] == 0).sum()) if len(frame) else 0,
         "right - wrong": (
             float(right.mean() - wrong.mean()) if len(right) and len(wrong) else math.nan
         ),
         "± 2 SE": noise,
         "images": len(frame),
+        "maps": len(mapped),
     }
+
+
+def stratified(
+    groups: Sequence[tuple[float, pd.DataFrame]],
+    values: Callable[[pd.DataFrame], pd.Series],
+) -> tuple[float, float]:
+    """The stratified mean of `values` over (weight, rows) groups, and two standard errors
+    (sum of weight² x variance / count; a group of one map adds no variance; NaN under two
+    maps in all). Groups without rows drop out and the others' weights are rescaled."""
+    kept = [(weight, values(rows).to_numpy(dtype=float)) for weight, rows in groups if len(rows)]
+    total = sum(weight for weight, _ in kept)
+    if not kept or total <= 0:
+        return math.nan, math.nan
+    mean = sum(weight * v.mean() for weight, v in kept) / total
+    if sum(len(v) for _, v in kept) < 2:
+        return float(mean), math.nan
+    variance = sum(
+        (weight / total) ** 2 * v.var(ddof=1) / len(v) for weight, v in kept if len(v) > 1
+    )
+    return float(mean), 2 * math.sqrt(variance)
 
 
 def attention_table(frames: Frames) -> pd.DataFrame:
@@ -103,6 +139,12 @@ def attention_table(frames: Frames) -> pd.DataFrame:
         for split, frame in splits.items()
     ]
     return pd.DataFrame(rows).set_index(["model", "split"])
+
+
+def style_summary(table: pd.DataFrame) -> Any:
+    """`attention_table` for the notebook: shares as percentages, counts as they are."""
+    counts = ("mistakes", "images", "maps")
+    return style_table(table, percent=[c for c in table.columns if c not in counts])
 
 
 def panel_rows(frame: pd.DataFrame, classes: int, n: int = 8) -> list[tuple[str, pd.Series]]:
@@ -207,9 +249,9 @@ def ablation_attention(
     device: str = "auto",
     layer: str | None = None,
 ) -> pd.DataFrame | None:
-    """The foreground share of the preprocessing ablation's runs (notebook 02) on the validation
-    split, one view: does the tight crop put the maps on the cell where plain resize does not?
-    None when the run has no ablation."""
+    """The foreground share of the preprocessing ablation's runs (notebook 02) on
+    `ABLATION_MAPS` validation images, one view: does the tight crop put the maps on the cell
+    where plain resize does not? None when the run has no ablation."""
     folder = WorkbookPaths.at(run_dir).ablation
     if not (folder / ABLATION_CSV).is_file():
         return None
@@ -222,7 +264,12 @@ def ablation_attention(
         data = str(data_dir) if data_dir is not None else None
         loaded = LoadedCheckpoint.open(checkpoint, data=data, device=device)
         stage = layer or choose_layer(loaded.config.image_size)
-        rows.append({"variant": variant, **compare(explain_split(loaded, "valid", layer=stage))})
+        rows.append(
+            {
+                "variant": variant,
+                **compare(explain_split(loaded, "valid", layer=stage, per_group=ABLATION_MAPS)),
+            }
+        )
     return pd.DataFrame(rows).set_index("variant") if rows else None
 
 

@@ -24,6 +24,7 @@ from lab3.data.cache import cache_folder
 from lab3.data.layouts import Layout
 from lab3.data.preprocess import Pipeline
 from lab3.workbook.ablation import ABLATION, ABLATION_TTA, ABLATION_VARIANTS
+from lab3.workbook.attention import ABLATION_MAPS, MAPS_PER_GROUP
 
 # Seconds a notebook takes besides the work counted below (kernel start, imports, figures,
 # tables), from the per-notebook times of the default run (benchmarks/results/workbook_*.md).
@@ -36,10 +37,10 @@ FIXED_SECONDS = {
     "04_train": 12.0,
     "05_evaluation_and_report": 30.0,
 }
-# A Grad-CAM map (notebook 05's "What the networks look at", every evaluated image) costs
-# about this many forward passes: the forward, and the backward from the class score down to
-# the target stage
+# A Grad-CAM map (notebook 05's "What the networks look at") costs about this many forward
+# passes: the forward, and the backward from the class score down to the target stage
 MAP_FORWARDS = 3
+MISTAKES = 0.1  # share of the report split a depth gets wrong, for counting its maps
 DECODE_SECONDS = 0.006  # one 450 px image decoded, cropped and resized into a cache, per core
 # A step in a real epoch costs more than a bare timed one: batches gathered and augmented,
 # BatchNorm statistics re-estimated in training mode, checkpoints written.
@@ -162,8 +163,9 @@ def count_work(
         ablation.images["resnet18"] += images + sum(ABLATION_TTA) * sizes["valid"]
         ablation.decoded += to_decode(config)
     work["02_preprocessing_experiments"] = ablation
-    # notebook 05 maps the ablation's runs on the validation split too
-    final = Work(images={"resnet18": MAP_FORWARDS * len(ABLATION_VARIANTS) * sizes["valid"]})
+    # notebook 05 maps some validation images of each of the ablation's runs too
+    ablation_maps = len(ABLATION_VARIANTS) * min(ABLATION_MAPS, sizes["valid"])
+    final = Work(images={"resnet18": MAP_FORWARDS * ablation_maps})
     for model in models:
         config = make_config(profile, model=model, device=device)
         steps, images = _training(config, sizes)
@@ -172,14 +174,21 @@ def count_work(
             {model: inits * math.ceil(images / processes)},
             to_decode(config),
         )
-        evaluated = sizes["valid"] + sizes["test_labelled"]  # the splits mapped by Grad-CAM
         final.images[model] = (
             final.images.get(model, 0)
             + inits * config.tta * (sizes["valid"] + sizes["test"])
-            + MAP_FORWARDS * evaluated
+            + MAP_FORWARDS * maps_per_depth(sizes)
         )
     work["05_evaluation_and_report"] = final
     return work
+
+
+def maps_per_depth(sizes: Mapping[str, int]) -> int:
+    """Grad-CAM maps a depth makes of the report split (test when labelled, else validation):
+    up to `MAPS_PER_GROUP` right answers and as many mistakes."""
+    split = sizes["test_labelled"] or sizes["valid"]
+    mistakes = math.ceil(MISTAKES * split)
+    return min(split - mistakes, MAPS_PER_GROUP) + min(mistakes, MAPS_PER_GROUP)
 
 
 class _Caches:

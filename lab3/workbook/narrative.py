@@ -463,6 +463,9 @@ def attention_text(
                     f"(±{100 * noise:.1f} points)."
                 )
         points.append(text)
+    sampled = _sampled_maps_text(table, split)
+    if sampled:
+        points.append(sampled)
     if layers:
         points.append(map_resolution_text(layers, image_size))
     if ablation is not None and not ablation.empty:
@@ -475,6 +478,21 @@ def attention_text(
             f"map mass on the cell is {join_names(parts)}."
         )
     return "\n".join(f"- {p}" for p in points)
+
+
+def _sampled_maps_text(table: pd.DataFrame, split: str) -> str:
+    """How many maps stand behind the shares, when a depth mapped only some of the split."""
+    rows = table.xs(split, level="split") if "maps" in table else table.iloc[:0]
+    sampled = rows[rows["maps"] < rows["images"]]
+    if sampled.empty:
+        return ""
+    low, high = int(sampled["maps"].min()), int(sampled["maps"].max())
+    count = f"{low}" if low == high else f"{low}-{high}"
+    return (
+        f"The shares come from {count} maps per depth of the {int(sampled['images'].max())} "
+        f"{split} images: each depth's mistakes and its right answers, each evenly sampled "
+        "when there are many, and weighed by their share of the split."
+    )
 
 
 def map_resolution_text(
