@@ -248,9 +248,10 @@ def ablation_attention(
     data_dir: str | Path | None = None,
     device: str = "auto",
     layer: str | None = None,
+    maps: int | None = ABLATION_MAPS,
 ) -> pd.DataFrame | None:
-    """The foreground share of the preprocessing ablation's runs (notebook 02) on
-    `ABLATION_MAPS` validation images, one view: does the tight crop put the maps on the cell
+    """The foreground share of the preprocessing ablation's runs (notebook 02) on `maps`
+    validation images (None: all), one view: does the tight crop put the maps on the cell
     where plain resize does not? None when the run has no ablation."""
     folder = WorkbookPaths.at(run_dir).ablation
     if not (folder / ABLATION_CSV).is_file():
@@ -267,7 +268,7 @@ def ablation_attention(
         rows.append(
             {
                 "variant": variant,
-                **compare(explain_split(loaded, "valid", layer=stage, per_group=ABLATION_MAPS)),
+                **compare(explain_split(loaded, "valid", layer=stage, per_group=maps)),
             }
         )
     return pd.DataFrame(rows).set_index("variant") if rows else None
