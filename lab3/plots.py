@@ -682,12 +682,49 @@ def _show_image(ax: Any, image: np.ndarray) -> None:
 
 def _show_cam(ax: Any, image: np.ndarray, cam: np.ndarray, mask: np.ndarray | None) -> None:
     """The map over the image (scaled to its own maximum) and the cell's outline in white."""
-    _show_image(ax, image)
+    ax.imshow(cam_overlay(image, cam, mask))
+
+
+def cam_overlay(
+    image: np.ndarray, cam: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45
+) -> np.ndarray:
+    """One RGB image (floats in 0-1): the map in the jet colours, scaled to its own maximum,
+    blended over the image, and the cell's outline (the mask's edge pixels) in white. Drawn as
+    one picture rather than an image, a translucent map and a contour: a fraction of the
+    drawing time of a panel of many cells."""
+    image = _rgb01(image)
     cam = np.asarray(cam, dtype=float)
     peak = cam.max()
-    ax.imshow(cam / peak if peak > 0 else cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    colours = matplotlib.colormaps["jet"](cam / peak if peak > 0 else cam)[..., :3]
+    blended = (1 - alpha) * image + alpha * colours
     if mask is not None and 0 < np.mean(mask) < 1:
-        ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="white", linewidths=0.7)
+        blended[_outline(np.asarray(mask, dtype=bool))] = 1.0
+    return blended
+
+
+def _rgb01(image: np.ndarray) -> np.ndarray:
+    """An image (uint8 0-255, or floats 0-1; grey or RGB) as RGB floats in 0-1."""
+    pixels = np.asarray(image)
+    scale = 255.0 if pixels.dtype == np.uint8 else 1.0
+    pixels = pixels.astype(float) / scale
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=-1)
+    return np.clip(pixels, 0.0, 1.0)
+
+
+def _side_by_side(left: np.ndarray, right: np.ndarray, gap: float = 0.08) -> np.ndarray:
+    """Two RGB images of one size in one picture, a white gap of `gap` of their width between."""
+    spacer = np.ones((left.shape[0], max(1, round(gap * left.shape[1])), 3))
+    return np.concatenate([left, spacer, right], axis=1)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """The mask's pixels with a 4-neighbour outside it (or on the image's border)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
 
 
 @_styled
@@ -715,7 +752,7 @@ def plot_attention(
     ncols = max(len(m) for m in members.values())
     fig, axes = plt.subplots(
         len(order),
-        2 * ncols,
+        ncols,
         figsize=(cell_size * 2 * ncols + 0.8, (cell_size + 0.45) * len(order) + 0.6),
         squeeze=False,
     )
@@ -727,11 +764,12 @@ def plot_attention(
             ha="right", va="center", fontsize=9,
         )  # fmt: skip
         for c, i in enumerate(members[group]):
-            left, right = axes[r, 2 * c], axes[r, 2 * c + 1]
-            _show_image(left, images[i])
-            _show_cam(right, images[i], maps[i], None if masks is None else masks[i])
+            overlay = cam_overlay(images[i], maps[i], None if masks is None else masks[i])
+            axes[r, c].imshow(_side_by_side(_rgb01(images[i]), overlay))
             color = title_colors[i] if title_colors is not None else "black"
-            left.set_title(str(titles[i]), fontsize=8, fontweight="normal", color=color, loc="left")
+            axes[r, c].set_title(
+                str(titles[i]), fontsize=8, fontweight="normal", color=color, loc="left"
+            )
     fig.suptitle(title, fontsize=11, fontweight="bold")
     fig.tight_layout()
     return _finish(fig, path)
