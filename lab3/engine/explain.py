@@ -129,16 +129,14 @@ def explain_split(
     others keep their prediction, with no share: `attention.compare` weighs each group by its
     size); without, that many images evenly spread over the split.
     """
-    rows = loaded.data.rows(split)
     known = None
     if predictions is not None:
-        known = pd.DataFrame(
-            {"row": predictions.rows, "label": predictions.labels, **_evaluated(predictions)}
-        )
+        outcome = _outcome(predictions.probs, predictions.predicted, predictions.labels)
+        known = pd.DataFrame({"row": predictions.rows, "label": predictions.labels, **outcome})
         groups = [_spread(group["row"].to_numpy(), per_group) for _, group in outcome_groups(known)]
         rows = np.concatenate(groups) if groups else np.zeros(0, dtype=int)
-    elif per_group is not None:
-        rows = _spread(rows, per_group)
+    else:
+        rows = _spread(loaded.data.rows(split), per_group)
     mapped = _map_rows(loaded, np.sort(rows), predictions, layer)
     frame = mapped if known is None else _merge(known, mapped)
     frame = frame.sort_values("row", ignore_index=True) if len(frame) else frame
@@ -147,12 +145,12 @@ def explain_split(
     return frame
 
 
-def _evaluated(predictions: Predictions) -> dict[str, np.ndarray]:
-    picked = predictions.predicted
-    labels = predictions.labels
+def _outcome(probs: np.ndarray, picked: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image: the class picked, its probability, and right (1), wrong (0) or unlabelled
+    (NaN)."""
     return {
         "predicted": picked,
-        "prob": predictions.probs[np.arange(len(picked)), picked],
+        "prob": probs[np.arange(len(picked)), picked],
         "correct": np.where(labels >= 0, picked == labels, np.nan),
     }
 
@@ -187,17 +185,15 @@ def _map_rows(
         )
         cams = grad_cam(loaded.model, images, classes, layer)
         masks = np.stack([foreground_mask(loaded.data.cache.images[r]) for r in batch_rows])
-        picked = cams.classes.cpu().numpy()
         labels = labels.cpu().numpy()
         grid = cams.grid
+        outcome = _outcome(cams.probs.cpu().numpy(), cams.classes.cpu().numpy(), labels)
         frames.append(
             pd.DataFrame(
                 {
                     "row": batch_rows,
                     "label": labels,
-                    "predicted": picked,
-                    "prob": cams.probs.cpu().numpy()[np.arange(len(batch_rows)), picked],
-                    "correct": np.where(labels >= 0, picked == labels, np.nan),
+                    **outcome,
                     "share": foreground_share(cams.maps.cpu().numpy(), masks),
                     "area": masks.mean(axis=(1, 2)),
                 }
