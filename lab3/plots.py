@@ -680,11 +680,6 @@ def _show_image(ax: Any, image: np.ndarray) -> None:
         ax.imshow(image)
 
 
-def _show_cam(ax: Any, image: np.ndarray, cam: np.ndarray, mask: np.ndarray | None) -> None:
-    """The map over the image (scaled to its own maximum) and the cell's outline in white."""
-    ax.imshow(cam_overlay(image, cam, mask))
-
-
 def cam_overlay(
     image: np.ndarray, cam: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45
 ) -> np.ndarray:
@@ -714,10 +709,26 @@ def _rgb01(image: np.ndarray) -> np.ndarray:
     return np.clip(pixels, 0.0, 1.0)
 
 
-def _side_by_side(left: np.ndarray, right: np.ndarray, gap: float = 0.08) -> np.ndarray:
-    """Two RGB images of one size in one picture, a white gap of `gap` of their width between."""
-    spacer = np.ones((left.shape[0], max(1, round(gap * left.shape[1])), 3))
-    return np.concatenate([left, spacer, right], axis=1)
+TILE_GAP = 0.08  # the white gap between the tiles of one picture, a share of a tile's width
+
+
+def _gap_pixels(width: int) -> int:
+    return max(1, round(TILE_GAP * width))
+
+
+def _side_by_side(*tiles: np.ndarray) -> np.ndarray:
+    """RGB images of one size in one picture, left to right, `TILE_GAP` of white between."""
+    height, width = tiles[0].shape[:2]
+    spacer = np.ones((height, _gap_pixels(width), 3))
+    pieces = [piece for tile in tiles for piece in (spacer, tile)][1:]
+    return np.concatenate(pieces, axis=1)
+
+
+def _tile_centre(index: int, count: int, width: int) -> float:
+    """Where the centre of tile `index` of a `_side_by_side` picture of `count` tiles, each
+    `width` pixels wide, lies, as a share of the picture's width."""
+    gap = _gap_pixels(width)
+    return (index * (width + gap) + width / 2) / (count * width + (count - 1) * gap)
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -787,34 +798,35 @@ def plot_attention_depths(
     title: str = "Where each depth looks",
     cell_size: float = 1.6,
 ) -> Figure:
-    """The same cells (rows) under every depth's map (columns after the input), so the depths'
-    attention can be compared cell by cell."""
+    """The same cells (rows) under every depth's map (after the input), so the depths'
+    attention can be compared cell by cell. Each row is one picture (input, then one overlay per
+    depth) with its titles written above the tiles: a fifth of the axes of a grid."""
     if not images:
         return _finish(_message_figure("no images to explain", title, figsize=(7.0, 2.0)), path)
     models = list(maps)
     fig, axes = plt.subplots(
         len(images),
-        1 + len(models),
+        1,
         figsize=(cell_size * (1 + len(models)) + 0.4, (cell_size + 0.3) * len(images) + 0.6),
         squeeze=False,
     )
-    for ax in axes.flat:
-        ax.axis("off")
     headers = ["input", *map(pretty_model_name, models)]
-    for i, image in enumerate(images):
-        _show_image(axes[i, 0], image)
-        axes[i, 0].set_title(str(row_labels[i]), fontsize=8, fontweight="normal")
-        for j in range(len(headers) if i == 0 else 0):  # each column's name above its first title
-            axes[0, j].text(
-                0.5, 1.2, headers[j], transform=axes[0, j].transAxes, ha="center", va="bottom",
-                fontsize=9, fontweight="bold",
-            )  # fmt: skip
-        for j, model in enumerate(models, start=1):
-            _show_cam(axes[i, j], image, maps[model][i], None if masks is None else masks[i])
-            color = title_colors[model][i] if title_colors is not None else "black"
-            axes[i, j].set_title(
-                str(titles[model][i]), fontsize=8, fontweight="normal", color=color
-            )
+    for i, (ax, image) in enumerate(zip(axes[:, 0], images, strict=True)):
+        ax.axis("off")
+        mask = None if masks is None else masks[i]
+        overlays = [cam_overlay(image, maps[model][i], mask) for model in models]
+        ax.imshow(_side_by_side(_rgb01(image), *overlays))
+        texts = [(str(row_labels[i]), "black")] + [
+            (str(titles[m][i]), title_colors[m][i] if title_colors is not None else "black")
+            for m in models
+        ]
+        for j, (text, color) in enumerate(texts):
+            x = _tile_centre(j, len(texts), np.asarray(image).shape[1])
+            ax.text(x, 1.02, text, transform=ax.transAxes, ha="center", va="bottom",
+                    fontsize=8, color=color)  # fmt: skip
+            if i == 0:
+                ax.text(x, 1.2, headers[j], transform=ax.transAxes, ha="center", va="bottom",
+                        fontsize=9, fontweight="bold")  # fmt: skip
     fig.suptitle(title, fontsize=11, fontweight="bold")
     fig.tight_layout()
     return _finish(fig, path)

@@ -230,3 +230,50 @@ def test_scratch_vs_pretrained_shows_a_one_epoch_run(tmp_path):
     markers = [line.get_marker() for line in lines]
     assert markers[:4] == ["o"] * 4  # ResNet18's one-epoch curves
     assert all(m in (None, "None", "") for m in markers[4:])  # ResNet50's are lines
+
+
+@pytest.mark.parametrize("width", [48, 67, 224])
+def test_side_by_side_tiles_sit_where_their_titles_are_written(width):
+    colours = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)]
+    tiles = [np.broadcast_to(np.array(c), (width, width, 3)) for c in colours]
+    picture = plots._side_by_side(*tiles)
+    assert picture.shape[0] == width and picture.shape[1] > 4 * width  # white gaps between
+    for index, colour in enumerate(colours):
+        column = int(plots._tile_centre(index, len(colours), width) * picture.shape[1])
+        assert tuple(picture[width // 2, column]) == colour
+
+
+def test_cam_overlay_puts_the_outline_in_white_and_the_peak_in_red():
+    image = np.zeros((48, 48, 3), dtype=np.uint8)
+    cam = np.zeros((48, 48))
+    cam[10, 30] = 5.0
+    mask = np.zeros((48, 48), dtype=bool)
+    mask[8:40, 8:40] = True
+    overlay = plots.cam_overlay(image, cam, mask)
+    assert overlay.shape == (48, 48, 3) and 0 <= overlay.min() and overlay.max() <= 1
+    assert np.all(overlay[8, 8:40] == 1.0) and np.all(overlay[20, 8] == 1.0)  # the mask's edge
+    assert np.all(overlay[20, 20] < 1.0)  # inside: the blend, no outline
+    red, green, blue = overlay[10, 30]
+    assert red > 0.2 and red > 2 * blue and red > 2 * green  # jet's top (dark red), blended
+
+
+def test_depth_figure_draws_one_picture_per_cell_with_each_depths_title(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [(rng.random((48, 48, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    models = ["resnet18", "resnet50"]
+    maps = {m: [rng.random((48, 48)) for _ in images] for m in models}
+    titles = {m: [f"{m} {i}" for i in range(3)] for m in models}
+    colours = {m: ["#2E7D32", "#B22222", "#2E7D32"] for m in models}
+    path = tmp_path / "depths.png"
+    fig = plots.plot_attention_depths(
+        images, maps, titles, ["true blast"] * 3, title_colors=colours, path=path
+    )
+    assert_png(path)
+    assert len(fig.axes) == len(images)
+    for i, ax in enumerate(fig.axes):
+        assert ax.images[0].get_array().shape[1] > 3 * 48  # input and both maps, one picture
+        written = {t.get_text(): t.get_color() for t in ax.texts}
+        for m in models:
+            assert written[titles[m][i]] == colours[m][i]
+    headers = {t.get_text() for t in fig.axes[0].texts}
+    assert {"input", "ResNet18", "ResNet50"} <= headers
