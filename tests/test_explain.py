@@ -287,6 +287,32 @@ def test_sampled_maps_are_those_of_the_same_images(explained_run: Path) -> None:
     assert len(one_view) == 5 and one_view["share"].notna().all()
 
 
+def test_checkpoints_of_one_data_folder_parse_it_once(
+    explained_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ablation's runs share their data: `layouts` parses the folder for the first one and
+    hands the same layout to the next; another split seed parses it again."""
+    import lab3.engine.data as engine_data
+    from lab3.engine.evaluate import LoadedCheckpoint
+
+    parsed = []
+    real = engine_data.load_layout
+    monkeypatch.setattr(
+        engine_data, "load_layout", lambda *a, **k: parsed.append(k) or real(*a, **k)
+    )
+    checkpoint = explained_run / "runs" / "resnet18" / "best.pt"
+    layouts: dict = {}
+    first = LoadedCheckpoint.open(checkpoint, device="cpu", layouts=layouts)
+    second = LoadedCheckpoint.open(checkpoint, device="cpu", layouts=layouts)
+    assert len(parsed) == 1 and second.data.layout is first.data.layout
+    LoadedCheckpoint.open(checkpoint, device="cpu")  # without the dict: parsed as before
+    assert len(parsed) == 2
+    key = next(iter(layouts))
+    layouts[(key[0], key[1], key[2] + 1)] = layouts.pop(key)  # only another seed's is known
+    LoadedCheckpoint.open(checkpoint, device="cpu", layouts=layouts)
+    assert len(parsed) == 3 and len(layouts) == 2
+
+
 # ------------------------------------------------------------------------- lab3 explain
 
 

@@ -122,9 +122,15 @@ class PreparedData:
 
 
 def prepare_data(
-    config: TrainConfig, progress: bool = True, group: Distributed | None = None
+    config: TrainConfig,
+    progress: bool = True,
+    group: Distributed | None = None,
+    layout: Layout | None = None,
 ) -> PreparedData:
-    layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
+    """The config's data on its device; `layout` is the folder already parsed with the config's
+    data, split mode and seed (read again when not given)."""
+    if layout is None:
+        layout = load_layout(config.data, split_mode=config.split_mode, seed=config.seed)
     pipeline = Pipeline.for_config(config.preprocess, config.image_size)
     cache = load_or_build(layout, pipeline, workers=config.workers or None, progress=progress)
     device = config.resolved_device()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lab3.config import TrainConfig
+from lab3.data.layouts import Layout
 from lab3.data.loader import DeviceLoader
 from lab3.data.preprocess import dihedral_views
 from lab3.engine.checkpoint import model_from_state, read_checkpoint
@@ -122,12 +123,19 @@ class LoadedCheckpoint:
         data: str | None = None,
         device: str = "auto",
         progress: bool = False,
+        layouts: dict[tuple, Layout] | None = None,
     ) -> LoadedCheckpoint:
+        """`layouts`: data folders parsed for other checkpoints, by (data, split mode, seed);
+        one this checkpoint shares is not read again, and its own is added."""
         state = read_checkpoint(checkpoint)
         config = TrainConfig.from_dict({**state["config"], "device": device})
         if data is not None:
             config.data = str(data)
-        prepared = prepare_data(config, progress=progress)
+        key = (str(config.data), config.split_mode, config.seed)
+        layout = None if layouts is None else layouts.get(key)
+        prepared = prepare_data(config, progress=progress, layout=layout)
+        if layouts is not None:
+            layouts[key] = prepared.layout
         if state["num_classes"] != prepared.layout.num_classes:
             raise UserError(
                 f"checkpoint has {state['num_classes']} classes, the data in {config.data} has "

@@ -258,12 +258,13 @@ def ablation_attention(
         return None
     variants = pd.read_csv(folder / ABLATION_CSV)[["variant", "preprocess"]].drop_duplicates()
     rows = []
+    layouts: dict = {}  # the variants share their data folder: it is parsed once
     for variant, spec in variants.itertuples(index=False):
         checkpoint = folder / slug(str(spec)) / "best.pt"
         if not checkpoint.is_file():
             continue
         data = str(data_dir) if data_dir is not None else None
-        loaded = LoadedCheckpoint.open(checkpoint, data=data, device=device)
+        loaded = LoadedCheckpoint.open(checkpoint, data, device, layouts=layouts)
         stage = layer or choose_layer(loaded.config.image_size)
         rows.append(
             {
