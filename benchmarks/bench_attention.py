@@ -4,9 +4,12 @@ what its bounded maps change in the numbers: each phase timed with the workbook'
 `ABLATION_MAPS` per ablation run) and with every evaluated image mapped (the first version),
 beside the evaluation that opens the notebook for scale.
 
-    python benchmarks/bench_attention.py --run outputs/latest --name attention_cpu
+    python benchmarks/bench_attention.py --run outputs/latest --name attention_cpu \
+        --notebooks outputs/latest/notebooks/05_evaluation_and_report.ipynb
 
 The two ways are timed one after the other in one process on the same loaded checkpoints.
+`--notebooks` adds what the section took inside executed copies of notebook 05 (papermill
+records each cell's seconds): the cells under its heading against all cells of the notebook.
 Writes ``benchmarks/results/<name>.{json,md}`` with its provenance.
 """
 
@@ -90,6 +93,27 @@ def section(evaluated: dict, run: Path, data: str, split: str, bounded: bool) ->
     }
 
 
+SECTION = "## What the networks look at"
+
+
+def notebook_share(path: Path) -> dict:
+    """The seconds of the section's cells (its heading up to the next `## ` heading) and of all
+    cells in one executed notebook 05."""
+    cells = json.loads(path.read_text())["cells"]
+    inside, section_s, total_s = False, 0.0, 0.0
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and source.startswith("## "):
+            inside = source.startswith(SECTION)
+        seconds = cell["metadata"].get("papermill", {}).get("duration") or 0.0
+        total_s += seconds
+        section_s += seconds if inside else 0.0
+    if section_s == 0.0:
+        raise SystemExit(f"{path}: no timed cells under {SECTION!r}; pass an executed notebook 05")
+    return {"notebook": path.parent.parent.name, "section_s": round(section_s, 2),
+            "cells_s": round(total_s, 1), "share": round(section_s / total_s, 3)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -97,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="a finished workbook run")
     parser.add_argument("--name", default="attention_cpu")
     parser.add_argument("--note", default="", help="what else the reader should know")
+    parser.add_argument(
+        "--notebooks", type=Path, nargs="*", default=[], help="executed copies of notebook 05"
+    )
     args = parser.parse_args(argv)
     run = args.run.resolve()
     record = json.loads((run / "workbook.json").read_text())
@@ -123,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         for way in ways
         for model, values in way["shares"].items()
     ]
+    in_notebooks = [notebook_share(path) for path in args.notebooks]
     print(markdown(rows))
     print(markdown(shares))
+    if in_notebooks:
+        print(markdown(in_notebooks))
     checkpoints = {m: r.config for m, r in evaluated.items()}
     execution = execution_summary({m: config_execution(c) for m, c in checkpoints.items()})
     header = provenance(command_line(), "cpu", execution)
@@ -136,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         "## The ablation's share on the cell (validation)\n\n"
         + "\n".join(f"- {w['way']}: {w['ablation']}" for w in ways)
     )
-    document = {"run": run.name, "split": split, "evaluate_s": evaluate_s, "ways": ways}
+    if in_notebooks:
+        body += (
+            "\n\n## The section inside notebook 05 (executed copies)\n\nThe cells under "
+            f"{SECTION[3:]!r} against all of the notebook's cells (papermill's per-cell seconds; "
+            f"the kernel's start is not in either).\n\n{markdown(in_notebooks)}"
+        )
+    document = {"run": run.name, "split": split, "evaluate_s": evaluate_s, "ways": ways,
+                "notebooks": in_notebooks}  # fmt: skip
     write_results(RESULTS / args.name, header, document, "Cost of the Grad-CAM section", body)
     return 0
 
