@@ -205,3 +205,24 @@ def test_stray_cnmc_names_deep_in_another_tree_are_no_dataset(tmp_path: Path) ->
     (tmp_path / "a" / "b" / "c" / "d" / "UID_2_1_1_hem.bmp").write_bytes(b"corrupt")
     with pytest.raises(UserError, match="no known dataset layout"):
         load_layout(tmp_path)
+
+
+def test_an_unknown_folder_is_described_in_the_refusal(tmp_path: Path) -> None:
+    """The refusal lists what the folder holds (folders with a slash, sorted, eight at most,
+    then how many more), so a user sees at once that they pointed one level too high or low."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="found an empty folder$"):
+        load_layout(empty)
+    few = tmp_path / "few"
+    (few / "images").mkdir(parents=True)
+    (few / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=r"found images/, notes\.txt$"):
+        load_layout(few)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(11):
+        (many / f"f{i:02d}.txt").write_text("x")
+    shown = ", ".join(f"f{i:02d}.txt" for i in range(8))
+    with pytest.raises(UserError, match=f"found {shown} and 3 more$"):
+        load_layout(many)
