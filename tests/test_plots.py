@@ -277,3 +277,27 @@ def test_depth_figure_draws_one_picture_per_cell_with_each_depths_title(tmp_path
             assert written[titles[m][i]] == colours[m][i]
     headers = {t.get_text() for t in fig.axes[0].texts}
     assert {"input", "ResNet18", "ResNet50"} <= headers
+
+
+def test_tile_titles_sit_just_above_their_images(tmp_path):
+    """The titles of image tiles are placed at a fixed height (not re-placed at every draw):
+    each must still sit right above its own image, neither on it nor drifting away."""
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
+    attention = plots.plot_attention(
+        images=images,
+        maps=[rng.random((32, 32)) for _ in images],
+        titles=[f"blast 0.9{i}" for i in range(4)],
+        groups=["right: blast", "right: blast", "wrong: true normal", "wrong: true normal"],
+    )
+    grid = plots.plot_misclassified(images, [0] * 4, [1] * 4, [0.9] * 4, CLASSES, ncols=2)
+    for fig in (attention, grid):
+        renderer = fig.canvas.get_renderer()
+        fig.canvas.draw()
+        titled = [ax for ax in fig.axes if ax.get_title(loc="left") or ax.get_title()]
+        assert len(titled) == 4
+        for ax in titled:
+            title = ax.title if ax.get_title() else ax._left_title
+            image_top = ax.get_images()[0].get_window_extent(renderer).y1
+            gap = title.get_window_extent(renderer).y0 - image_top
+            assert 0 <= gap <= 12, gap
