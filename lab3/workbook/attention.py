@@ -35,8 +35,9 @@ from lab3.workbook.results import ModelResults, short_class_names
 # evenly spread over each (all of the default's mistakes); a bounded cost on large splits, and
 # two standard errors of a few points on a group's mean share
 MAPS_PER_GROUP = 64
-# The preprocessing ablation's runs (ResNet18, one view): this many validation images each
-ABLATION_MAPS = 128
+# The preprocessing ablation's runs (ResNet18, one view): as many per group of validation images
+# (right, wrong), which keeps the section under a tenth of notebook 05 on a 2-core CPU
+ABLATION_MAPS = MAPS_PER_GROUP
 RIGHT, WRONG = "#2E7D32", "#B22222"  # title colours of a right and a wrong prediction
 Frames = dict[str, dict[str, pd.DataFrame]]  # model -> split -> one row per image
 
