@@ -388,3 +388,41 @@ def test_explain_images_writes_only_the_named_png(
     assert _snapshot(explained_run) == before and sorted(p.name for p in tmp_path.iterdir()) == [
         "maps.png"
     ]
+
+
+def test_the_section_on_a_cnmc_fold_layout_of_real_cells(
+    fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Catches anything in the section tied to the synthetic set or the course's CSVs: on the
+    C-NMC fold layout (the real cells of the fixtures, each under four cell numbers) a trained
+    depth gets its maps, its shares on the real cells' own masks, and its panel."""
+    from lab3.config import make_config
+    from lab3.engine.evaluate import LoadedCheckpoint
+    from lab3.engine.explain import explain_split
+    from lab3.engine.loop import fit
+
+    data = tmp_path / "C-NMC_training_data"
+    for source in sorted((fixtures / "cnmc").glob("UID_*.bmp")):
+        subject, image, cell, cls = source.stem.removeprefix("UID_").split("_")
+        folder = data / "fold_0" / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        for copy in range(4):
+            name = f"UID_{subject}_{image}_{int(cell) + 10 * copy}_{cls}.bmp"
+            (folder / name).write_bytes(source.read_bytes())
+    run = tmp_path / "run"
+    config = make_config(
+        "tiny", model="resnet18", data=str(data), out=str(run / "runs" / "resnet18"),
+        device="cpu", epochs=1, compile="off", split_mode="stratified",
+    )  # fmt: skip
+    fit(config, progress=False)
+    loaded = LoadedCheckpoint.open(run / "runs" / "resnet18" / "best.pt", device="cpu")
+    assert loaded.data.layout.name == "cnmc"
+    frame = explain_split(loaded, "valid", layer="layer3")
+    row = compare(frame)
+    assert row["maps"] == len(frame) > 0
+    assert 0.05 < row["cell area"] < 0.95  # the real cells' masks: neither empty nor the frame
+    assert 0.0 <= row["map on cell"] <= 1.0
+    assert main(["explain", "--run", str(run), "--n", "4", "--device", "cpu"]) == 0
+    split = "test" if loaded.data.has_labels("test") else "valid"
+    assert (run / "figures" / f"attention_resnet18_{split}.png").is_file()
+    assert "figure:" in capsys.readouterr().out
