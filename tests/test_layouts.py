@@ -226,3 +226,189 @@ def test_an_unknown_folder_is_described_in_the_refusal(tmp_path: Path) -> None:
     shown = ", ".join(f"f{i:02d}.txt" for i in range(8))
     with pytest.raises(UserError, match=f"found {shown} and 3 more$"):
         load_layout(many)
+
+
+# ------------------------------------------------------------------ what each refusal says, whole
+
+
+def _tiny_course(root: Path) -> Path:
+    return write_course_dataset(root, train=6, valid=4, test=5, size=8)
+
+
+def _refusal(root: Path) -> str:
+    with pytest.raises(UserError) as caught:
+        load_layout(root)
+    return str(caught.value)
+
+
+def test_a_missing_or_empty_split_csv_is_named_with_its_folder(tmp_path: Path) -> None:
+    root = _tiny_course(tmp_path / "data")
+    (root / "valid.csv").write_text("Path,label\n")
+    assert (
+        _refusal(root) == f"{root / 'valid.csv'}: the valid split is empty; valid.csv has no rows"
+    )
+    (root / "valid.csv").unlink()
+    assert _refusal(root) == (
+        f"{root}: valid.csv is missing; the course layout needs train.csv and valid.csv"
+    )
+
+
+def test_an_unreadable_csv_names_itself_and_the_header_it_needs(tmp_path: Path) -> None:
+    root = _tiny_course(tmp_path / "data")
+    (root / "train.csv").write_bytes(b"\xff\xfe\x00bad")
+    message = _refusal(root)
+    assert message.startswith(f"{root / 'train.csv'}: cannot read CSV (")
+    assert message.endswith("); expected header Path,label")
+
+
+def test_bad_paths_and_labels_name_their_csv_line_and_fix(tmp_path: Path) -> None:
+    root = _tiny_course(tmp_path / "data")
+    truth = pd.read_csv(root / "test_labels.csv", dtype=str)
+    truth.loc[1, "label"] = "x"
+    truth.to_csv(root / "test_labels.csv", index=False)
+    assert _refusal(root) == (
+        f"{root / 'test_labels.csv'}: line 3: label 'x' is not one of 0..1; fix or remove that row"
+    )
+    truth.loc[1, "label"] = "2"
+    truth.to_csv(root / "test_labels.csv", index=False)
+    assert "line 3: label '2' is not one of 0..1" in _refusal(root)
+    (root / "test_labels.csv").unlink()
+    test_csv = root / "resnet_18_test.csv"
+    order = pd.read_csv(test_csv)
+    missing = order["Path"][2]
+    (root / missing).unlink()
+    assert _refusal(root) == (
+        f"{test_csv}: line 4: image {missing!r} not found (looked in {root}); restore the file "
+        "or remove the row"
+    )
+    order.loc[2, "Path"] = "../outside.bmp"
+    order.to_csv(test_csv, index=False)
+    assert _refusal(root) == (
+        f"{test_csv}: line 4: path '../outside.bmp' points outside the data folder {root}; "
+        "paths must stay inside it"
+    )
+
+
+def test_test_labels_come_from_the_truth_csv(tmp_path: Path) -> None:
+    root = _tiny_course(tmp_path / "data")
+    truth = pd.read_csv(root / "test_labels.csv", dtype={"label": int})
+    test = load_layout(root).split("test")
+    assert test["label"].dtype == np.int64
+    assert dict(zip(test["id"], test["label"], strict=True)) == dict(
+        zip(truth["ID"], truth["label"], strict=True)
+    )
+    (root / "test_labels.csv").unlink()
+    assert (load_layout(root).split("test")["label"] == -1).all()
+
+
+def test_each_depth_reads_its_own_test_order(tmp_path: Path) -> None:
+    root = _tiny_course(tmp_path / "data")
+    layout = load_layout(root)
+    for name, model in (("resnet_18_test.csv", "resnet18"), ("resnet_50_test.csv", "ResNet_50"),
+                        ("resnet_152_test.csv", "resnet-152")):  # fmt: skip
+        order = pd.read_csv(root / name)["Path"].tolist()
+        rows = layout.split("test", model)
+        assert rows["id"].tolist() == order and list(rows.index) == list(range(len(order)))
+        assert list(rows.columns) == list(layout.table.columns)
+    valid = layout.split("valid", "resnet18")  # only the test split has per-depth orders
+    assert valid.equals(layout.split("valid")) and list(valid.index) == list(range(len(valid)))
+    (root / "resnet_50_test.csv").unlink()
+    (root / "resnet_152_test.csv").unlink()
+    layout = load_layout(root)
+    with pytest.raises(UserError) as caught:
+        layout.test_ids("resnet34")
+    assert str(caught.value) == (
+        f"{root}: no test CSV for resnet34 here (present: resnet18); pass a depth that has one"
+    )
+    layout.test_csvs.clear()
+    with pytest.raises(UserError, match=r"\(present: none\)"):
+        layout.test_ids("resnet18")
+
+
+def test_subjects_come_from_the_metadata_csv_where_it_has_them(tmp_path: Path) -> None:
+    root = _tiny_course(tmp_path / "data")
+    ids = pd.read_csv(root / "train.csv")["Path"].tolist()
+    assert (load_layout(root).table["subject"] == "").all()  # no metadata.csv
+    (root / "metadata.csv").write_text("path,subject\n" + "".join(
+        f"{p},NA{i % 2}\n" for i, p in enumerate(ids[:4])))  # fmt: skip
+    table = load_layout(root).table.set_index("id")
+    assert [table.loc[p, "subject"] for p in ids[:4]] == ["NA0", "NA1", "NA0", "NA1"]
+    assert (table.drop(index=ids[:4])["subject"] == "").all()
+    (root / "metadata.csv").write_text("path,patient\n" + f"{ids[0]},7\n")
+    assert (load_layout(root).table["subject"] == "").all()
+
+
+def test_folders_at_the_describe_limit(tmp_path: Path) -> None:
+    for count, tail in ((8, "f07.txt"), (9, "f07.txt and 1 more")):
+        root = tmp_path / f"n{count}"
+        root.mkdir()
+        for i in range(count):
+            (root / f"f{i:02d}.txt").write_text("x")
+        assert _refusal(root).endswith(tail)
+
+
+def test_subject_splits_weigh_subjects_by_their_images() -> None:
+    """Catches a subject split that counts subjects instead of images: four subjects of ten
+    cells and forty of one; a quarter of the 80 images in test must stay within one subject's
+    size (10 images) of 20, for every seed."""
+    subjects = [f"big{i}" for i in range(4) for _ in range(10)] + [f"s{i}" for i in range(40)]
+    table = pd.DataFrame({"label": 1, "subject": subjects})
+    for seed in range(150):
+        splits = assign_splits(table, "subject", 0.25, 0.25, seed)
+        for split in ("test", "valid"):
+            assert abs(int((splits == split).sum()) - 20) <= 10, (seed, split)
+
+
+# ------------------------------------------------------------------ the retinopathy layout
+
+
+def _retinopathy(root: Path, folder: str, train: int = 20, test: int = 5) -> Path:
+    images = root / folder if folder else root
+    images.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", train), ("test", test)):
+        names = [f"{prefix}{i}_left" for i in range(n)]
+        (root / f"{prefix}_img.csv").write_text("\n".join(names) + "\n")
+        (root / f"{prefix}_label.csv").write_text("\n".join(str(i % 5) for i in range(n)) + "\n")
+        for name in names:
+            Image.new("RGB", (8, 8)).save(images / f"{name}.jpeg", format="JPEG")
+    return root
+
+
+@pytest.mark.parametrize("folder", ["", "data", "images"])
+def test_the_retinopathy_layout_finds_its_images_and_keeps_each_label(
+    tmp_path: Path, folder: str
+) -> None:
+    root = _retinopathy(tmp_path / "retino", folder)
+    layout = load_layout(root, valid_fraction=0.25, seed=1)
+    assert layout.name == "retinopathy" and layout.root == root.resolve()
+    assert layout.num_classes == 5
+    table = layout.table
+    assert list(table.index) == list(range(25))
+    assert table["path"].tolist()[0] == str((root / folder / "train0_left.jpeg").resolve())
+    assert (table["subject"] == "").all()
+    expected = {f"{p}{i}_left": i % 5 for p, n in (("train", 20), ("test", 5)) for i in range(n)}
+    assert dict(zip(table["id"], table["label"], strict=True)) == expected
+    assert (table.loc[table["id"].str.startswith("test"), "split"] == "test").all()
+    train = table[table["id"].str.startswith("train")]
+    assert sorted(train["split"].value_counts().to_dict().items()) == [("train", 15), ("valid", 5)]
+    assert train.groupby("label")["split"].apply(lambda s: (s == "valid").sum()).tolist() == [1] * 5
+    again = load_layout(root, valid_fraction=0.25, seed=1).table
+    other = [load_layout(root, valid_fraction=0.25, seed=s).table["split"] for s in (2, 3, 4)]
+    assert again["split"].equals(table["split"])
+    assert any(not o.equals(table["split"]) for o in other)
+
+
+def test_retinopathy_refusals_name_the_file(tmp_path: Path) -> None:
+    root = _retinopathy(tmp_path / "retino", "images")
+    (root / "test_label.csv").write_text("1\n2\n")
+    assert _refusal(root) == (
+        f"{root / 'test_label.csv'}: 2 labels for 5 images in test_img.csv; the two files must "
+        "have one line per image"
+    )
+    (root / "test_label.csv").write_text("0\n1\n2\n3\n5\n")
+    assert "line 5: label '5' is not one of 0..4" in _refusal(root)  # headerless: line 5
+    (root / "test_label.csv").write_text("0\n1\n2\n3\n4\n")
+    (root / "images" / "test2_left.jpeg").unlink()
+    assert _refusal(root).startswith(f"{root / 'test_img.csv'}: line 3: image 'test2_left.jpeg'")
+    (root / "test_img.csv").unlink()
+    assert _refusal(root) == f"{root}: test_img.csv is missing; the retinopathy layout needs it"

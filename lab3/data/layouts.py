@@ -143,14 +143,18 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _parse_labels(values: pd.Series, csv: Path, num_classes: int) -> np.ndarray:
+def _parse_labels(
+    values: pd.Series, csv: Path, num_classes: int, first_line: int = 2
+) -> np.ndarray:
+    """Integer labels 0..num_classes-1, or one line naming the first bad one by its line in
+    `csv` (`first_line`: the line of the first value, 2 under a header, 1 in a headerless file)."""
     labels = pd.to_numeric(values.str.strip(), errors="coerce")
     bad = labels.isna() | (labels % 1 != 0) | (labels < 0) | (labels >= num_classes)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(
-            f"line {row + 2}: label {values.iloc[row]!r} is not one of 0..{num_classes - 1}; "
-            "fix or remove that row",
+            f"line {row + first_line}: label {values.iloc[row]!r} is not one of "
+            f"0..{num_classes - 1}; fix or remove that row",
             csv,
         )
     return labels.to_numpy(dtype=np.int64)
@@ -340,7 +344,7 @@ def _retinopathy_layout(root: Path, valid_fraction: float, seed: int, check: boo
     for split, prefix in (("train", "train"), ("test", "test")):
         names = _read_column(root / f"{prefix}_img.csv")
         label_csv = root / f"{prefix}_label.csv"
-        labels = _parse_labels(pd.Series(_read_column(label_csv)), label_csv, 5)
+        labels = _parse_labels(pd.Series(_read_column(label_csv)), label_csv, 5, first_line=1)
         if len(names) != len(labels):
             raise UserError(
                 f"{len(labels)} labels for {len(names)} images in {prefix}_img.csv; "
