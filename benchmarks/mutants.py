@@ -9,6 +9,7 @@ each), no tests (no selected test runs the function), timeouts, and the survivor
     python benchmarks/mutants.py                       # every mutant (make mutants)
     python benchmarks/mutants.py 'lab3.metrics.*'      # one module's
     python benchmarks/mutants.py --report-only         # recount the last run
+    python benchmarks/mutants.py --report-only --notes-file benchmarks/mutants_notes.md
 
 Not part of `make test`: a full run takes a long while on 2 cores.
 """
@@ -136,7 +137,10 @@ def main() -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--report-only", action="store_true", help="recount the last run")
     parser.add_argument("--notes", default="", help="a paragraph for the results file")
+    parser.add_argument("--notes-file", type=Path, help="the same, read from a file")
     args = parser.parse_args()
+    if args.notes_file is not None:
+        args.notes = args.notes_file.read_text()
     command = ["mutmut", "run", "--max-children", str(args.max_children), *args.mutants]
     if not args.report_only:
         mutmut = Path(sys.executable).with_name("mutmut")

@@ -11,6 +11,7 @@ import pytest
 from builders import write_course_dataset
 from PIL import Image
 
+from lab3.data.formats import LEUKEMIA_CLASSES
 from lab3.data.layouts import assign_splits, load_layout
 from lab3.errors import UserError
 
@@ -269,9 +270,10 @@ def test_bad_paths_and_labels_name_their_csv_line_and_fix(tmp_path: Path) -> Non
     assert _refusal(root) == (
         f"{root / 'test_labels.csv'}: line 3: label 'x' is not one of 0..1; fix or remove that row"
     )
-    truth.loc[1, "label"] = "2"
-    truth.to_csv(root / "test_labels.csv", index=False)
-    assert "line 3: label '2' is not one of 0..1" in _refusal(root)
+    for bad in ("2", "0.5", "-1"):
+        truth.loc[1, "label"] = bad
+        truth.to_csv(root / "test_labels.csv", index=False)
+        assert f"line 3: label {bad!r} is not one of 0..1" in _refusal(root)
     (root / "test_labels.csv").unlink()
     test_csv = root / "resnet_18_test.csv"
     order = pd.read_csv(test_csv)
@@ -312,13 +314,13 @@ def test_each_depth_reads_its_own_test_order(tmp_path: Path) -> None:
         assert list(rows.columns) == list(layout.table.columns)
     valid = layout.split("valid", "resnet18")  # only the test split has per-depth orders
     assert valid.equals(layout.split("valid")) and list(valid.index) == list(range(len(valid)))
-    (root / "resnet_50_test.csv").unlink()
     (root / "resnet_152_test.csv").unlink()
     layout = load_layout(root)
     with pytest.raises(UserError) as caught:
         layout.test_ids("resnet34")
     assert str(caught.value) == (
-        f"{root}: no test CSV for resnet34 here (present: resnet18); pass a depth that has one"
+        f"{root}: no test CSV for resnet34 here (present: resnet18, resnet50); pass a depth "
+        "that has one"
     )
     layout.test_csvs.clear()
     with pytest.raises(UserError, match=r"\(present: none\)"):
@@ -330,10 +332,13 @@ def test_subjects_come_from_the_metadata_csv_where_it_has_them(tmp_path: Path) -
     ids = pd.read_csv(root / "train.csv")["Path"].tolist()
     assert (load_layout(root).table["subject"] == "").all()  # no metadata.csv
     (root / "metadata.csv").write_text("path,subject\n" + "".join(
-        f"{p},NA{i % 2}\n" for i, p in enumerate(ids[:4])))  # fmt: skip
-    table = load_layout(root).table.set_index("id")
-    assert [table.loc[p, "subject"] for p in ids[:4]] == ["NA0", "NA1", "NA0", "NA1"]
+        f"{p},{('NA', '007')[i % 2]}\n" for i, p in enumerate(ids[:4])))  # fmt: skip
+    table = load_layout(root).table.set_index("id")  # read as text: not NaN, not 7
+    assert [table.loc[p, "subject"] for p in ids[:4]] == ["NA", "007", "NA", "007"]
     assert (table.drop(index=ids[:4])["subject"] == "").all()
+    (root / "metadata.csv").write_text(f"path,subject\n{ids[0]},007\n{ids[1]},010\n")
+    table = load_layout(root).table.set_index("id")  # all digits: still text
+    assert [table.loc[p, "subject"] for p in ids[:2]] == ["007", "010"]
     (root / "metadata.csv").write_text("path,patient\n" + f"{ids[0]},7\n")
     assert (load_layout(root).table["subject"] == "").all()
 
@@ -406,9 +411,58 @@ def test_retinopathy_refusals_name_the_file(tmp_path: Path) -> None:
         "have one line per image"
     )
     (root / "test_label.csv").write_text("0\n1\n2\n3\n5\n")
-    assert "line 5: label '5' is not one of 0..4" in _refusal(root)  # headerless: line 5
+    assert _refusal(root) == (  # headerless: the fifth value is on line 5
+        f"{root / 'test_label.csv'}: line 5: label '5' is not one of 0..4; fix or remove that row"
+    )
     (root / "test_label.csv").write_text("0\n1\n2\n3\n4\n")
     (root / "images" / "test2_left.jpeg").unlink()
     assert _refusal(root).startswith(f"{root / 'test_img.csv'}: line 3: image 'test2_left.jpeg'")
     (root / "test_img.csv").unlink()
     assert _refusal(root) == f"{root}: test_img.csv is missing; the retinopathy layout needs it"
+
+
+def test_the_folder_and_split_refusals_are_whole(fixtures: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    assert _refusal(missing) == (
+        f"{missing}: no such data folder; pass --data DIR pointing at the dataset"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _refusal(empty) == (
+        f"{empty}: no known dataset layout: looked for the course's train.csv/valid.csv/"
+        "resnet_*_test.csv, C-NMC fold_*/all|hem/UID_*.bmp images, and the retinopathy "
+        "train_img.csv; found an empty folder"
+    )
+    with pytest.raises(UserError) as caught:
+        assign_splits(pd.DataFrame({"label": [0]}), "patient", 0.1, 0.1, 0)
+    assert str(caught.value) == (
+        "unknown split mode 'patient'; choose one of random, stratified, subject"
+    )
+    cnmc = tmp_path / "cnmc"
+    cnmc.mkdir()
+    for path in (fixtures / "cnmc").glob("*.bmp"):
+        (cnmc / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(UserError) as caught:
+        load_layout(cnmc, valid_fraction=0.0)
+    assert str(caught.value) == (
+        f"{cnmc}: the valid split is empty; the dataset needs images in it"
+    )
+
+
+def test_cnmc_defaults_and_seed(fixtures: Path, tmp_path: Path) -> None:
+    """Catches changed defaults (stratified, 15 % valid, 10 % test, seed 0) or a seed that
+    does not reach the split."""
+    cnmc = tmp_path / "cnmc"
+    cnmc.mkdir()
+    for path in (fixtures / "cnmc").glob("*.bmp"):
+        for copy in range(3):
+            name = path.name.replace("_all", f"{copy}_all").replace("_hem", f"{copy}_hem")
+            (cnmc / name).write_bytes(path.read_bytes())
+    layout = load_layout(cnmc)
+    assert layout.root == cnmc.resolve() and layout.class_names == LEUKEMIA_CLASSES
+    explicit = load_layout(
+        cnmc, split_mode="stratified", valid_fraction=0.15, test_fraction=0.10, seed=0
+    )
+    assert layout.table.equals(explicit.table)
+    seeds = [load_layout(cnmc, seed=s).table["split"] for s in (1, 2, 3)]
+    assert any(not split.equals(layout.table["split"]) for split in seeds)
