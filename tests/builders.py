@@ -4,6 +4,8 @@
   ``Path,label``, three ``resnet_*_test.csv`` listing the same images in three different orders,
   ``test_labels.csv``) with a strong colour cue, so a few epochs of a tiny ResNet18 run separate
   the classes and label-based checks (accuracy, per-ID submissions, resume) mean something.
+* `copy_cnmc_cells`: the C-NMC sample cells (real or stand-ins) as a C-NMC data folder, flat or
+  in folds, each cell under as many cell numbers as asked.
 * `write_format_samples`: stand-ins for ../shared/fixtures with the same file names, counts and
   formats (C-NMC BMPs of a cell on black inside the real pixel ranges, the course CSVs and an
   example submission, the retinopathy edition's headerless CSVs), used when the real samples
@@ -98,6 +100,20 @@ def shuffled_orders(rng: np.random.Generator, n: int, count: int) -> list[np.nda
             forbidden.add(tuple(order))
             orders.append(order)
     return orders
+
+
+def copy_cnmc_cells(samples: Path, root: Path, copies: int = 1, folds: bool = False) -> Path:
+    """The C-NMC cells of `samples` (``UID_*.bmp``) written to `root`: flat, or under
+    ``fold_0/all|hem/`` as C-NMC distributes them; copy k of a cell has k x 10 added to its cell
+    number (copy 0 keeps the original name)."""
+    for source in sorted(samples.glob("UID_*.bmp")):
+        subject, image, cell, cls = source.stem.removeprefix("UID_").split("_")
+        folder = root / "fold_0" / cls if folds else root
+        folder.mkdir(parents=True, exist_ok=True)
+        for copy in range(copies):
+            name = f"UID_{subject}_{image}_{int(cell) + 10 * copy}_{cls}.bmp"
+            (folder / name).write_bytes(source.read_bytes())
+    return root
 
 
 def write_format_samples(root: Path, seed: int = 0) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import copy_cnmc_cells
 
 from lab3.data.cache import cache_folder, load_or_build
 from lab3.data.dataset import LeukemiaDataset, getData
@@ -79,16 +80,8 @@ def test_corrupt_and_truncated_images_name_the_file(fixtures: Path, tmp_path: Pa
             load_image(str(path))
 
 
-def _cnmc_copy(fixtures: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "cnmc"
-    root.mkdir()
-    for path in (fixtures / "cnmc").glob("*.bmp"):
-        (root / path.name).write_bytes(path.read_bytes())
-    return root
-
-
 def test_cache_builds_once_and_rebuilds_on_change(fixtures: Path, tmp_path: Path) -> None:
-    root = _cnmc_copy(fixtures, tmp_path)
+    root = copy_cnmc_cells(fixtures / "cnmc", tmp_path / "cnmc")
     layout = load_layout(root, valid_fraction=0.3, test_fraction=0.2)
     pipeline = Pipeline.for_config("tightcrop", 32)
     cache = load_or_build(layout, pipeline, cache_root=tmp_path / "cache", progress=False)
@@ -108,7 +101,7 @@ def test_cache_builds_once_and_rebuilds_on_change(fixtures: Path, tmp_path: Path
 
 
 def test_corrupt_image_leaves_no_cache_behind(fixtures: Path, tmp_path: Path) -> None:
-    root = _cnmc_copy(fixtures, tmp_path)
+    root = copy_cnmc_cells(fixtures / "cnmc", tmp_path / "cnmc")
     bad = root / "UID_3_4_2_all.bmp"
     bad.write_bytes(bad.read_bytes()[:5000])
     layout = load_layout(root, valid_fraction=0.3, test_fraction=0.2)
@@ -242,7 +235,7 @@ def test_a_built_cache_is_read_back_without_decoding(
     or serves pixels other than the decoded ones."""
     import lab3.data.cache as cache_module
 
-    root = _cnmc_copy(fixtures, tmp_path)
+    root = copy_cnmc_cells(fixtures / "cnmc", tmp_path / "cnmc")
     layout = load_layout(root, valid_fraction=0.3, test_fraction=0.2)
     pipeline = Pipeline.for_config("tightcrop", 32)
     built = load_or_build(layout, pipeline, cache_root=tmp_path / "c", progress=False)

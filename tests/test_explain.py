@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from builders import copy_cnmc_cells
 from PIL import Image
 from torch import nn
 
@@ -401,14 +402,7 @@ def test_the_section_on_a_cnmc_fold_layout_of_real_cells(
     from lab3.engine.explain import explain_split
     from lab3.engine.loop import fit
 
-    data = tmp_path / "C-NMC_training_data"
-    for source in sorted((fixtures / "cnmc").glob("UID_*.bmp")):
-        subject, image, cell, cls = source.stem.removeprefix("UID_").split("_")
-        folder = data / "fold_0" / cls
-        folder.mkdir(parents=True, exist_ok=True)
-        for copy in range(4):
-            name = f"UID_{subject}_{image}_{int(cell) + 10 * copy}_{cls}.bmp"
-            (folder / name).write_bytes(source.read_bytes())
+    data = copy_cnmc_cells(fixtures / "cnmc", tmp_path / "C-NMC_training_data", 4, folds=True)
     run = tmp_path / "run"
     config = make_config(
         "tiny", model="resnet18", data=str(data), out=str(run / "runs" / "resnet18"),

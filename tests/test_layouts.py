@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders import write_course_dataset
+from builders import copy_cnmc_cells, write_course_dataset
 from PIL import Image
 
 from lab3.data.formats import LEUKEMIA_CLASSES
@@ -438,10 +438,7 @@ def test_the_folder_and_split_refusals_are_whole(fixtures: Path, tmp_path: Path)
     assert str(caught.value) == (
         "unknown split mode 'patient'; choose one of random, stratified, subject"
     )
-    cnmc = tmp_path / "cnmc"
-    cnmc.mkdir()
-    for path in (fixtures / "cnmc").glob("*.bmp"):
-        (cnmc / path.name).write_bytes(path.read_bytes())
+    cnmc = copy_cnmc_cells(fixtures / "cnmc", tmp_path / "cnmc")
     with pytest.raises(UserError) as caught:
         load_layout(cnmc, valid_fraction=0.0)
     assert str(caught.value) == (
@@ -452,12 +449,7 @@ def test_the_folder_and_split_refusals_are_whole(fixtures: Path, tmp_path: Path)
 def test_cnmc_defaults_and_seed(fixtures: Path, tmp_path: Path) -> None:
     """Catches changed defaults (stratified, 15 % valid, 10 % test, seed 0) or a seed that
     does not reach the split."""
-    cnmc = tmp_path / "cnmc"
-    cnmc.mkdir()
-    for path in (fixtures / "cnmc").glob("*.bmp"):
-        for copy in range(3):
-            name = path.name.replace("_all", f"{copy}_all").replace("_hem", f"{copy}_hem")
-            (cnmc / name).write_bytes(path.read_bytes())
+    cnmc = copy_cnmc_cells(fixtures / "cnmc", tmp_path / "cnmc", copies=3)
     layout = load_layout(cnmc)
     assert layout.root == cnmc.resolve() and layout.class_names == LEUKEMIA_CLASSES
     explicit = load_layout(
