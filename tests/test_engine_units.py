@@ -145,17 +145,17 @@ def test_planned_epochs() -> None:
 
 def test_profile_values_and_per_model_tables() -> None:
     quick18 = make_config("quick", model="resnet18")
-    assert quick18.epochs == PROFILES["quick"]["epochs"]["resnet18"] == 10
-    assert quick18.min_steps == 300 and quick18.batch_size == 32 and quick18.tta == 8
+    assert quick18.epochs == PROFILES["quick"]["epochs"]["resnet18"] == 6
+    assert quick18.min_steps == 220 and quick18.batch_size == 32 and quick18.tta == 8
     quick152 = make_config("quick", model="resnet152")
-    assert (quick152.epochs, quick152.min_steps) == (6, 220)
+    assert (quick152.epochs, quick152.min_steps) == (4, 140)
     full = make_config("full", model="resnet50")
     assert (full.epochs, full.min_steps, full.ema, full.image_size) == (40, 1000, 0.999, 224)
     assert make_config() == make_config("quick"), "quick is the default profile"
     tiny = make_config("tiny")
     assert (tiny.epochs, tiny.batch_size, tiny.train_limit, tiny.profile) == (1, 16, 64, "tiny")
     # explicit settings win, None leaves the profile's
-    assert make_config("quick", model="resnet18", epochs=None).epochs == 10
+    assert make_config("quick", model="resnet18", epochs=None).epochs == 6
     assert make_config("quick", model="resnet18", epochs=3, lr=0.1).lr == 0.1
     assert make_config("full", model="resnet50").profile == "full"
 
