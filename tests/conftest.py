@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,8 +22,11 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# Every test process uses its own cache folder, never the user's.
-os.environ.setdefault("LAB3_CACHE", tempfile.mkdtemp(prefix="lab3-test-cache-"))
+# Every test process uses its own cache folder, never the user's, and removes it when it ends
+# (a mutation run starts pytest once per mutant).
+if "LAB3_CACHE" not in os.environ:
+    os.environ["LAB3_CACHE"] = tempfile.mkdtemp(prefix="lab3-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LAB3_CACHE"], ignore_errors=True)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
