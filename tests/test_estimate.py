@@ -44,12 +44,13 @@ def test_work_is_counted_from_the_data_and_the_profile(small_synthetic: Path) ->
     assert train.steps == {"resnet18": epochs * per_epoch}
     per_evaluation = min(r18.precise_bn, n_train) + n_valid + n_test
     assert train.images == {"resnet18": epochs * per_evaluation}
-    # the final TTA evaluation, and the Grad-CAM maps of the report split (the labelled test
-    # split: all 12 images, under the cap) and of the ablation's three ResNet18 runs on valid
+    # the final evaluation (the labelled test split in TTA views, valid beside it in one), and
+    # the Grad-CAM maps of the report split (the labelled test split: all 12 images, under the
+    # cap) and of the ablation's three ResNet18 runs on valid
     maps = {m: estimate.MAP_FORWARDS * n_test for m in MODELS}
     maps["resnet18"] += estimate.MAP_FORWARDS * 3 * n_valid
     assert work["05_evaluation_and_report"].images == {
-        m: make_config("quick", model=m).tta * (n_valid + n_test) + maps[m] for m in MODELS
+        m: n_valid + make_config("quick", model=m).tta * n_test + maps[m] for m in MODELS
     }
     ablation = work["02_preprocessing_experiments"]
     assert set(ablation.steps) == {"resnet18"} and ablation.steps["resnet18"] > 0
@@ -63,6 +64,16 @@ def test_the_maps_counted_are_capped_per_group() -> None:
     assert estimate.maps_per_depth({"valid": 300, "test_labelled": 5000}) == 2 * cap
     assert estimate.maps_per_depth({"valid": 300, "test_labelled": 0}) == cap + 30
     assert estimate.maps_per_depth({"valid": 16, "test_labelled": 12}) == 12
+
+
+def test_the_final_evaluation_counts_views_where_they_are_averaged() -> None:
+    """Catches an estimate of notebook 05 that prices valid in TTA views beside a labelled test
+    split (it is read in one view there), or in one view where valid is the ranked split."""
+    config = make_config("quick", model="resnet50")  # 8 views
+    labelled = {"valid": 300, "test": 200, "test_labelled": 200}
+    assert estimate.evaluated_views(config, labelled) == 300 + 8 * 200
+    unlabelled = {"valid": 300, "test": 200, "test_labelled": 0}
+    assert estimate.evaluated_views(config, unlabelled) == 8 * 300 + 8 * 200
 
 
 def test_estimate_arithmetic_with_stub_prices(small_synthetic: Path) -> None:
@@ -106,7 +117,7 @@ def test_pretrained_doubles_each_depths_training_and_final_evaluation(
         train = f"04_train_{model}"
         assert both[train].steps[model] == 2 * alone[train].steps[model]
         assert both[train].images[model] == 2 * alone[train].images[model]
-        tta = make_config("tiny", model=model).tta * (16 + 12)
+        tta = 16 + make_config("tiny", model=model).tta * 12  # valid in one view, test in TTA
         final = "05_evaluation_and_report"
         assert both[final].images[model] == alone[final].images[model] + tta
     assert both["02_preprocessing_experiments"].steps == alone["02_preprocessing_experiments"].steps

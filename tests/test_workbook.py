@@ -61,6 +61,7 @@ from lab3.workbook.narrative import discussion, headline
 from lab3.workbook.notebook_exec import check_kernel
 from lab3.workbook.report import REPORT_SECTIONS, build_report, find_chromium
 from lab3.workbook.results import (
+    demo_table,
     evaluate_runs,
     highest_accuracy_table,
     metrics_table,
@@ -447,16 +448,28 @@ def test_model_tables_and_the_reference_check() -> None:
         compare_with_reference(build_model("resnet18"), build_model("resnet34"))
 
 
-def test_evaluation_tables_and_discussion_from_the_run(run: Path, small_synthetic: Path) -> None:
+def test_evaluation_tables_and_discussion_from_the_run(
+    run: Path, small_synthetic: Path, tmp_path: Path
+) -> None:
     results = evaluate_runs(run, ["resnet18", "resnet50"], small_synthetic, "cpu")
     assert report_split(results) == "test"
     metrics = metrics_table(results)
     assert list(metrics.index) == [
         (m, s) for m in ("ResNet18", "ResNet50") for s in ("valid", "test")
     ]
-    assert metrics["TTA views"].tolist() == [2] * 4  # the tiny profile's TTA
+    # the ranked test split averages the tiny profile's 2 views; valid beside it takes one
+    assert metrics["TTA views"].tolist() == [1, 2] * 2
     best = highest_accuracy_table(results)
-    assert {"best epoch", "best valid acc", "test acc, TTA x2"} <= set(best.columns)
+    assert {"best epoch", "best valid acc", "valid acc (best.pt)", "test acc, TTA x2"} <= set(
+        best.columns
+    )
+    demo = demo_table(results)
+    assert demo[["valid views", "test views"]].values.tolist() == [[1, 2]] * 2
+    # without test labels valid is the ranked split, and it averages the views
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(small_synthetic, unlabelled, ignore=shutil.ignore_patterns("test_labels.csv"))
+    alone = evaluate_runs(run, ["resnet18"], unlabelled, "cpu")["resnet18"].evaluations
+    assert list(alone) == ["valid"] and alone["valid"].metrics["tta_views"] == 2
     predictions = results["resnet18"].evaluations["test"].predictions
     wrong = np.flatnonzero(predictions.predicted != predictions.labels)
     picked = pick_misclassified(results["resnet18"], "test", count=3)

@@ -176,11 +176,19 @@ def count_work(
         )
         final.images[model] = (
             final.images.get(model, 0)
-            + inits * config.tta * (sizes["valid"] + sizes["test"])
+            + inits * evaluated_views(config, sizes)
             + MAP_FORWARDS * maps_per_depth(sizes)
         )
     work["05_evaluation_and_report"] = final
     return work
+
+
+def evaluated_views(config: TrainConfig, sizes: Mapping[str, int]) -> int:
+    """Images through a depth in notebook 05's evaluation (`results.evaluate_runs`), the
+    submission's test predictions included: the report split in the config's TTA views, valid
+    in one beside a labelled test split."""
+    valid_views = 1 if sizes["test_labelled"] else config.tta
+    return valid_views * sizes["valid"] + config.tta * sizes["test"]
 
 
 def maps_per_depth(sizes: Mapping[str, int]) -> int:
