@@ -241,7 +241,7 @@ def _named_in_headline(text: str) -> list[str]:
 def test_table_headline_and_discussion_name_the_depth_of_highest_test_accuracy(
     accuracies: dict[str, float], expected: list[str]
 ) -> None:
-    from lab3.workbook.results import highest_accuracy_table, ranks, winners
+    from lab3.workbook.results import accuracy_columns, highest_accuracy_table, ranks, winners
 
     results = {m: _result(m, a) for m, a in accuracies.items()}
     # the best validation epoch disagrees with the test ranking: the test split ranks
@@ -259,6 +259,9 @@ def test_table_headline_and_discussion_name_the_depth_of_highest_test_accuracy(
         for m in expected
     ]
     assert table.loc[table[column] == 1, "test acc (best.pt)"].tolist() == [best] * len(expected)
+    # the rank is a count, not a percentage (the report once showed "200.0 %")
+    assert column not in accuracy_columns(table)
+    assert {"best valid acc", "test acc (best.pt)"} <= set(accuracy_columns(table))
 
     text = headline(results)
     assert _named_in_headline(text) == expected, text

@@ -347,6 +347,12 @@ def highest_accuracy_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+def accuracy_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of `highest_accuracy_table` that hold accuracies, to show as percentages; not
+    the rank, whose name says which accuracy it ranks by."""
+    return [c for c in table.columns if "acc" in c and not c.startswith("rank")]
+
+
 def pick_misclassified(
     result: ModelResults, split: str, count: int = 12, size: int | None = None
 ) -> dict[str, Any]:
