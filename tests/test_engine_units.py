@@ -291,3 +291,82 @@ def test_resolved_device(gpu: bool, monkeypatch) -> None:
         assert str(err.value) == (
             "--device cuda asked for, but no CUDA GPU is visible; use --device cpu"
         )
+
+
+# ------------------------------------------------------------- the machine's choices, recorded
+
+
+@pytest.mark.parametrize(
+    ("forced", "avx512_bf16", "amx", "expected"),
+    [
+        ("1", False, False, True),  # LAB3_NATIVE_BF16 overrides the probes both ways
+        (" 0 ", True, True, False),
+        ("", True, False, True),  # unset: either probe is enough
+        ("", False, True, True),
+        ("", False, False, False),
+        ("yes", False, False, False),  # not 0 or 1: the probes decide
+    ],
+)
+def test_native_bf16_follows_the_override_then_either_probe(
+    forced: str, avx512_bf16: bool, amx: bool, expected: bool, monkeypatch
+) -> None:
+    """Catches an override read wrongly, or one probe ignored."""
+    from lab3.config import NATIVE_BF16_ENV, cpu_has_native_bf16
+
+    monkeypatch.setenv(NATIVE_BF16_ENV, forced)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert cpu_has_native_bf16() is expected
+
+
+@pytest.mark.parametrize(
+    ("device", "amp", "native", "expected"),
+    [
+        ("cpu", "auto", False, ("cpu", False, True, False, "no native support on this CPU")),
+        ("cpu", "auto", True, ("cpu", True, True, False, "this CPU computes bf16 natively")),
+        ("cpu", "off", True, ("cpu", False, True, False, "--amp off")),
+        ("cpu", "bf16", False, ("cpu", True, True, False, "--amp bf16")),
+        ("cuda", "auto", False, ("cuda", True, True, True, "CUDA")),
+        ("cuda", "off", False, ("cuda", False, False, True, "--amp off")),
+    ],
+)
+def test_execution_records_each_choice_and_why(
+    device: str, amp: str, native: bool, expected: tuple, monkeypatch, tmp_path
+) -> None:
+    """Catches a recorded choice that does not follow the (mocked) machine: bf16 on a CPU
+    without native support, a wrong reason, compile off on CUDA, channels_last off on the CPU;
+    and a config.json that leaves the execution out."""
+    import json
+
+    from lab3.config import NATIVE_BF16_ENV
+
+    monkeypatch.setenv(NATIVE_BF16_ENV, "1" if native else "0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: device == "cuda")
+    config = make_config("quick", device=device, amp=amp)
+    keys = ("device", "bf16", "channels_last", "compile", "bf16_reason")
+    assert config.execution() == dict(zip(keys, expected, strict=True))
+    config.save(tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["execution"] == config.execution()
+    assert {k: v for k, v in saved.items() if k != "execution"} == config.to_dict()
+
+
+def test_normalisation_follows_the_initial_weights() -> None:
+    """Catches the report naming the wrong normalisation for ImageNet weights or from scratch."""
+    imagenet = "ImageNet's mean and std (what the pretrained weights expect)"
+    assert make_config(init="imagenet").normalisation() == imagenet
+    assert make_config().normalisation() == "the training split's own mean and std"
+    assert make_config(init="weights.pt").normalisation() == "the training split's own mean and std"
+
+
+def test_an_empty_init_is_refused_and_other_nets_take_resnet18s_budget() -> None:
+    """Catches a blank --init accepted, and a torchvision classifier left without the profile's
+    per-depth values (it takes ResNet18's)."""
+    with pytest.raises(UserError) as refused:
+        make_config(init="  ")
+    assert str(refused.value) == (
+        "init must be scratch, imagenet or the path of a state dict, not empty"
+    )
+    other = make_config("quick", model="torchvision:efficientnet_b0")
+    resnet18 = make_config("quick", model="resnet18")
+    assert (other.epochs, other.min_steps) == (resnet18.epochs, resnet18.min_steps)
