@@ -319,6 +319,16 @@ def test_native_bf16_follows_the_override_then_either_probe(
     assert cpu_has_native_bf16() is expected
 
 
+def test_native_bf16_is_off_with_a_torch_that_has_no_probes(monkeypatch) -> None:
+    """Catches a missing probe (an older torch) read as native bf16, or as an error."""
+    from lab3.config import NATIVE_BF16_ENV, cpu_has_native_bf16
+
+    monkeypatch.delenv(NATIVE_BF16_ENV, raising=False)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, probe, raising=False)
+    assert cpu_has_native_bf16() is False
+
+
 @pytest.mark.parametrize(
     ("device", "amp", "native", "expected"),
     [
@@ -370,3 +380,13 @@ def test_an_empty_init_is_refused_and_other_nets_take_resnet18s_budget() -> None
     other = make_config("quick", model="torchvision:efficientnet_b0")
     resnet18 = make_config("quick", model="resnet18")
     assert (other.epochs, other.min_steps) == (resnet18.epochs, resnet18.min_steps)
+
+
+def test_autocast_is_bf16_on_the_resolved_device_where_amp_is_on() -> None:
+    """Catches autocast on when amp is off, or in another dtype or on another device."""
+    import contextlib
+
+    assert isinstance(make_config(amp="off", device="cpu").autocast(), contextlib.nullcontext)
+    on = make_config(amp="bf16", device="cpu").autocast()
+    assert isinstance(on, torch.autocast)
+    assert (on.device, on.fast_dtype) == ("cpu", torch.bfloat16)
