@@ -289,7 +289,7 @@ def test_learning_rate_schedules() -> None:
 
 def test_profiles_and_overrides() -> None:
     quick = make_config("quick", model="resnet152")
-    assert quick.epochs == 6 and quick.profile == "quick"
+    assert quick.epochs == 4 and quick.profile == "quick"
     assert make_config("quick", model="resnet18", epochs=2).epochs == 2
     with pytest.raises(UserError, match="unknown profile"):
         make_config("huge")
