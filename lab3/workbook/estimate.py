@@ -25,6 +25,7 @@ from lab3.data.layouts import Layout
 from lab3.data.preprocess import Pipeline
 from lab3.workbook.ablation import ABLATION, ABLATION_TTA, ABLATION_VARIANTS
 from lab3.workbook.attention import ABLATION_MAPS, MAPS_PER_GROUP
+from lab3.workbook.results import evaluation_views
 
 # Seconds a notebook takes besides the work counted below (kernel start, imports, figures,
 # tables), from the per-notebook times of the default run (benchmarks/results/workbook_*.md).
@@ -187,8 +188,9 @@ def evaluated_views(config: TrainConfig, sizes: Mapping[str, int]) -> int:
     """Images through a depth in notebook 05's evaluation (`results.evaluate_runs`), the
     submission's test predictions included: the report split in the config's TTA views, valid
     in one beside a labelled test split."""
-    valid_views = 1 if sizes["test_labelled"] else config.tta
-    return valid_views * sizes["valid"] + config.tta * sizes["test"]
+    views = evaluation_views(config.tta, bool(sizes["test_labelled"]))
+    # an unlabelled test split is still predicted in the config's views, for the submission
+    return views["valid"] * sizes["valid"] + config.tta * sizes["test"]
 
 
 def maps_per_depth(sizes: Mapping[str, int]) -> int:

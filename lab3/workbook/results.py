@@ -78,6 +78,12 @@ def load_history(run: Path) -> pd.DataFrame:
     return pd.read_csv(run / "history.csv")
 
 
+def evaluation_views(tta: int, labelled_test: bool) -> dict[str, int]:
+    """The splits notebook 05 evaluates and the TTA views of each: the ranked split (test when
+    labelled, else valid) in the config's views; valid beside a labelled test split in one."""
+    return {"valid": 1, "test": tta} if labelled_test else {"valid": tta}
+
+
 def evaluate_runs(
     run_dir: str | Path,
     models: Sequence[str],
@@ -99,9 +105,8 @@ def evaluate_runs(
         data = str(data_dir) if data_dir is not None else None
         loaded = LoadedCheckpoint.open(run / "best.pt", data=data, device=device)
         labelled_test = loaded.data.layout.has_test_labels
-        evaluations = {"valid": loaded.evaluate("valid", tta=1 if labelled_test else config.tta)}
-        if labelled_test:
-            evaluations["test"] = loaded.evaluate("test", tta=config.tta)
+        views = evaluation_views(config.tta, labelled_test)
+        evaluations = {split: loaded.evaluate(split, tta=n) for split, n in views.items()}
         results[model] = ModelResults(model, run, config, history, evaluations, loaded)
     return results
 
