@@ -4,24 +4,32 @@ Fast, so mutation runs map data/preprocess.py to them."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lab3.data.preprocess import (
+    AUGMENTATIONS,
     Augment,
     Pipeline,
     Step,
+    affine_grid,
     affine_matrices,
     apply_augmentation,
     apply_geometry,
     center_crop,
     color_factor,
     dihedral_batch,
+    dihedral_views,
     equalize_foreground,
     foreground_mask,
+    load_image,
     resize,
     tight_crop,
+    to_device,
     to_grey,
 )
 from lab3.errors import UserError
@@ -224,3 +232,169 @@ def test_augment_draw_ranges_and_switches() -> None:
     assert Augment.parse("Dihedral, COLOR") == Augment(dihedral=True, affine=False, color=True)
     with pytest.raises(UserError, match="unknown augmentation 'blur'"):
         Augment.parse("dihedral,blur")
+
+
+def test_tight_crop_centres_the_cell_and_keeps_a_default_margin() -> None:
+    block = np.zeros((100, 100, 3), dtype=np.uint8)
+    block[11:31, 50:90] = 100  # 20 rows x 40 columns: odd bounds, so an off-by-one shows
+    out = tight_crop(block, margin=0.0)
+    rows = np.flatnonzero(foreground_mask(out).any(axis=1))
+    assert out.shape == (40, 40, 3) and (rows[0], rows[-1]) == (10, 29), "10 black rows each side"
+    assert tight_crop(block).shape == (44, 44, 3), "default margin 5 % of the side, each side"
+    assert Pipeline.parse("tightcrop")(block).shape == (44, 44, 3)
+    assert Pipeline.parse("tightcrop:0.25")(block).shape == (60, 60, 3), "a fractional margin"
+    wide = np.zeros((50, 120, 3), dtype=np.uint8)
+    wide[30:50, 10:30] = 100  # at the bottom edge of a frame wider than high
+    out = tight_crop(wide, margin=0.25)
+    assert out.shape == (30, 30, 3) and (out[-5:] == 0).all(), "padded below, not shifted"
+    assert int(foreground_mask(out).sum()) == 400
+
+
+def test_center_crop_and_resize_of_frames_that_are_not_square() -> None:
+    tall = np.zeros((100, 40, 3), dtype=np.uint8)
+    assert center_crop(tall, 64).shape == (40, 40, 3), "never wider than the image"
+    for h, w in ((32, 64), (64, 32)):
+        assert resize(np.zeros((h, w, 3), dtype=np.uint8), 32).shape == (32, 32, 3)
+    stripes = np.zeros((32, 64, 3), dtype=np.uint8)
+    stripes[::2] = 255  # upscaled rows are interpolated (bilinear), not repeated (box)
+    assert len(np.unique(resize(stripes, 64))) > 2
+    checker = np.kron([[0, 255], [255, 0]], np.ones((2, 2))).astype(np.uint8)[..., None]
+    assert len(np.unique(resize(checker, 8))) > 2
+
+
+def test_grey_keeps_black_and_white() -> None:
+    image = np.array([[[0, 0, 0], [255, 255, 255]]], dtype=np.uint8)
+    assert to_grey(image)[0, :, 0].tolist() == [0, 255]
+
+
+def test_equalize_maps_the_cumulative_counts_exactly() -> None:
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    values = [20, 21] + [100] * 6 + [200] * 8  # 16 cell pixels; cumulative 1, 2, 8, 16
+    image.reshape(-1, 3)[: len(values)] = np.array(values)[:, None]
+    out = equalize_foreground(image).reshape(-1, 3)[: len(values), 0]
+    # (count up to the value - count of the darkest) / (all - count of the darkest) * 254 + 1
+    expected = {20: 1, 21: 1 + round(254 / 15), 100: 1 + round(254 * 7 / 15), 200: 255}
+    assert dict(zip(values, out.tolist(), strict=True)) == expected
+    two = np.zeros((8, 8, 3), dtype=np.uint8)
+    two.reshape(-1, 3)[:16] = 50
+    two.reshape(-1, 3)[15] = 60  # one pixel above fifteen: the whole range in one step
+    assert sorted(set(equalize_foreground(two).reshape(-1).tolist())) == [0, 1, 255]
+
+
+def test_spec_spaces_and_no_op_names() -> None:
+    assert str(Pipeline.parse("tight crop , resize : 64")) == "tightcrop,resize:64"
+    assert str(Pipeline.parse("plain")) == "none" and str(Pipeline.parse("PLAIN,none")) == "none"
+    assert str(Pipeline.parse("none,tightcrop")) == "tightcrop", "a no-op name is skipped"
+    assert repr(Pipeline.parse("grey")) == "Pipeline('grey')"
+    with pytest.raises(UserError, match="unknown preprocessing step ''"):
+        Pipeline.parse(":224")
+    with pytest.raises(UserError) as error:
+        Pipeline.parse("blur")
+    assert str(error.value).endswith("known: tightcrop, centercrop, resize, grey, equalize")
+
+
+def test_augment_parse_turns_on_exactly_what_it_names() -> None:
+    assert Augment.parse("none,off") is None
+    for name in AUGMENTATIONS:
+        expected = {k: k == name for k in AUGMENTATIONS}
+        assert Augment.parse(name) == Augment(**expected), name
+    with pytest.raises(UserError) as error:
+        Augment.parse("blur")
+    assert str(error.value) == "unknown augmentation 'blur'; known: dihedral, affine, color"
+
+
+def test_augment_draw_is_seeded_symmetric_and_shaped_alike() -> None:
+    def draw(augment: Augment, n: int = 4000) -> dict[str, torch.Tensor]:
+        return augment.draw(n, torch.Generator().manual_seed(3))
+
+    on, again = draw(Augment()), draw(Augment())
+    assert all(torch.equal(on[k], again[k]) for k in on), "the generator decides every value"
+    assert 0.45 < on["flip"].float().mean() < 0.55, "a flip half of the time"
+    assert on["angle"].min() < -10 and on["angle"].max() > 10, "both directions"
+    off = draw(Augment(dihedral=False, affine=False, color=False))
+    for key, value in on.items():
+        assert (value.dtype, value.shape) == (off[key].dtype, off[key].shape), key
+
+
+def test_augment_call_is_seeded_saturates_at_white_and_does_not_warn() -> None:
+    images = torch.full((16, 3, 8, 8), 0.95)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = Augment()(images, torch.Generator().manual_seed(1))
+    assert torch.equal(out, Augment()(images, torch.Generator().manual_seed(1)))
+    assert out.max() == 1.0, "white by default is 1"
+    scaled = Augment(dihedral=False, affine=False)(images * 255, torch.Generator(), white=255.0)
+    assert scaled.max() == 255.0 and scaled.min() < 240
+
+
+def test_augmentation_keeps_the_images_dtype() -> None:
+    images = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    params = _params(2, angle=torch.tensor([10.0, -5.0]), gain=torch.full((2, 3), 1.1))
+    assert apply_augmentation(images, params).dtype == torch.float64
+    assert apply_augmentation(images.bfloat16(), params).dtype == torch.bfloat16
+    assert apply_augmentation(images, params).max() == 1.0, "white by default is 1"
+    grey = apply_augmentation(images[:, :1], params)
+    assert grey.shape == (2, 1, 8, 8), "one channel stays one channel under colour jitter"
+    theta = affine_matrices(params).double()
+    grid = affine_grid(theta, 7, 5)  # sides whose pixel centres float32 cannot hold exactly
+    assert grid.dtype == torch.float64
+    expected = torch.nn.functional.affine_grid(theta, [2, 3, 7, 5], align_corners=False)
+    torch.testing.assert_close(grid, expected, rtol=0, atol=1e-12)
+
+
+def test_affine_matrices_stay_on_the_parameters_device() -> None:
+    params = {k: v.to("meta") for k, v in _params(2, angle=torch.tensor([1.0, 2.0])).items()}
+    assert affine_matrices(params).device.type == "meta"
+
+
+def test_affine_matrices_scale_a_rotation_and_a_flip() -> None:
+    params = _params(1, angle=torch.tensor([90.0]), scale=torch.tensor([2.0]),
+                     flip=torch.tensor([True]))  # fmt: skip
+    theta = affine_matrices(params)[0]
+    torch.testing.assert_close(theta, torch.tensor([[0.0, -0.5, 0.0], [-0.5, 0.0, 0.0]]))
+
+
+def test_dihedral_views_are_the_eight_distinct_elements() -> None:
+    image = torch.arange(9, dtype=torch.float32).reshape(1, 1, 3, 3)
+    views = dihedral_views(image)
+    assert len(views) == 8 and torch.equal(views[0], image)
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+
+
+class _Recorder:
+    """Stands in for a tensor: records how `to_device` moves it."""
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def pin_memory(self) -> _Recorder:
+        self.calls.append("pin")
+        return self
+
+    def to(self, device: torch.device, **options: object) -> _Recorder:
+        self.calls.append(("to", device, options))
+        return self
+
+
+def test_to_device_pins_and_copies_asynchronously_only_to_a_gpu() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert to_device(_Recorder(), cuda).calls == ["pin", ("to", cuda, {"non_blocking": True})]
+    assert to_device(_Recorder(), cpu).calls == [("to", cpu, {})]
+
+
+def test_load_image_is_rgb_and_names_a_missing_or_broken_file(tmp_path) -> None:
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((4, 5), 80, dtype=np.uint8)).save(grey)
+    assert load_image(str(grey)).shape == (4, 5, 3)
+    missing = tmp_path / "missing.bmp"
+    with pytest.raises(UserError) as error:
+        load_image(str(missing))
+    assert str(error.value) == f"{missing}: image not found; restore it or remove it from the CSV"
+    assert error.value.path == missing
+    broken = tmp_path / "broken.bmp"
+    broken.write_bytes(b"BM not an image")
+    with pytest.raises(UserError) as error:
+        load_image(str(broken))
+    assert str(error.value).startswith(f"{broken}: cannot decode image (")
+    assert str(error.value).endswith("); the file is truncated or corrupt, replace it")
+    assert error.value.path == broken

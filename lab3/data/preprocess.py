@@ -46,7 +46,7 @@ class Step:
 
 def foreground_mask(image: np.ndarray) -> np.ndarray:
     """True where the pixel belongs to the cell rather than the black background."""
-    return image.reshape(*image.shape[:2], -1).max(axis=2) > BLACK_THRESHOLD
+    return np.atleast_3d(image).max(axis=2) > BLACK_THRESHOLD
 
 
 def tight_crop(image: np.ndarray, margin: float = 0.05) -> np.ndarray:
@@ -90,8 +90,8 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
 def to_grey(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 1:
         return image
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.clip(image.astype(np.float32) @ weights + 0.5, 0, 255).astype(np.uint8)[..., None]
+    luminance = image @ np.array([0.299, 0.587, 0.114]) + 0.5  # the weights sum to 1: 0.5..255.5
+    return luminance.astype(np.uint8)[..., None]
 
 
 def equalize_foreground(image: np.ndarray) -> np.ndarray:
@@ -102,11 +102,10 @@ def equalize_foreground(image: np.ndarray) -> np.ndarray:
     out = np.zeros_like(image)
     for c in range(image.shape[2]):
         values = image[..., c][mask]
-        hist = np.bincount(values, minlength=256)
-        cdf = np.cumsum(hist).astype(np.float64)
-        lo = cdf[cdf > 0][0]
-        lut = np.clip(np.round((cdf - lo) / max(cdf[-1] - lo, 1) * 254) + 1, 1, 255)
-        out[..., c][mask] = lut[values].astype(np.uint8)
+        cdf = np.cumsum(np.bincount(values))  # up to the brightest value: cdf[-1] counts all
+        lo = cdf[cdf > 0][0]  # the count of the darkest value, which maps to 1
+        lut = np.round((cdf - lo) / max(cdf[-1] - lo, 1) * 254) + 1  # 1..255 on the cell's values
+        out[..., c][mask] = lut[values]
     return out
 
 
@@ -133,7 +132,7 @@ class Pipeline:
         for token in filter(None, (t.strip() for t in spec.replace(" ", "").split(","))):
             name, _, arg = token.partition(":")
             name = _ALIASES.get(name.lower(), name.lower())
-            if name in ("", "none", "plain"):
+            if name in ("none", "plain"):
                 continue
             if name not in _STEPS:
                 raise UserError(
@@ -237,10 +236,10 @@ class Augment:
             return torch.rand(*shape, generator=generator) * 2 - 1
 
         params = {
-            "quarter": torch.randint(0, 4, (n,), generator=generator)
+            "quarter": torch.randint(4, (n,), generator=generator)
             if self.dihedral
             else torch.zeros(n, dtype=torch.long),
-            "flip": torch.randint(0, 2, (n,), generator=generator).bool()
+            "flip": torch.randint(2, (n,), generator=generator).bool()
             if self.dihedral
             else torch.zeros(n, dtype=torch.bool),
             "angle": uniform(n) * self.max_rotation if self.affine else torch.zeros(n),
@@ -306,7 +305,7 @@ def apply_augmentation(
     if factor is None:
         return images
     factor = to_device(factor.to(images.dtype), images.device)
-    return (images * factor[:, :, None, None]).clamp_(0, white)
+    return (images * factor[:, :, None, None]).clamp_(max=white)  # factors > 0: never below 0
 
 
 def apply_geometry(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -329,7 +328,7 @@ def apply_geometry(images: torch.Tensor, params: dict[str, torch.Tensor]) -> tor
 def color_factor(params: dict[str, torch.Tensor], channels: int) -> torch.Tensor | None:
     """Per image and channel (N x C, on the CPU), the stain gain times the brightness; None when
     every factor is 1 (no colour jitter)."""
-    gain = params["gain"][:, :channels] if channels == 3 else params["gain"][:, :1]
+    gain = params["gain"][:, :channels]  # one channel (grey): the first gain
     factor = gain * params["brightness"][:, None]
     return None if bool((factor == 1).all()) else factor
 
@@ -337,16 +336,13 @@ def color_factor(params: dict[str, torch.Tensor], channels: int) -> torch.Tensor
 def dihedral_batch(images: torch.Tensor, quarter: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Exact (lossless) dihedral transform with a different element per image (CPU parameters)."""
     out = images.clone()
-    for q in range(4):
-        for f in (False, True):
-            sel = torch.nonzero((quarter == q) & (flip == f)).flatten()
-            if len(sel) == 0:
-                continue
-            index = to_device(sel, images.device)
-            x = images.index_select(0, index)
-            if f:
-                x = torch.flip(x, dims=(3,))
-            out.index_copy_(0, index, torch.rot90(x, k=q, dims=(2, 3)))
+    for q, f in torch.stack((quarter, flip.long()), dim=1).unique(dim=0).tolist():  # those used
+        sel = torch.nonzero((quarter == q) & (flip == f)).flatten()
+        index = to_device(sel, images.device)
+        x = images.index_select(0, index)
+        if f:
+            x = torch.flip(x, dims=(3,))
+        out.index_copy_(0, index, torch.rot90(x, k=q, dims=(2, 3)))
     return out
 
 
