@@ -21,6 +21,12 @@ def pct(value: float | None, digits: int = 1) -> str:
     return f"{100 * value:.{digits}f} %"
 
 
+def seconds_text(value: float) -> str:
+    """An epoch's time as prose prints it: whole seconds from 10 s, one decimal below
+    (45.3 -> '45 s', 9.75 -> '9.8 s', 0.5 -> '0.5 s')."""
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+
+
 def style_table(
     frame: pd.DataFrame,
     percent: Sequence[str] = (),

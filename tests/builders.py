@@ -6,6 +6,8 @@
   the classes and label-based checks (accuracy, per-ID submissions, resume) mean something.
 * `copy_cnmc_cells`: the C-NMC sample cells (real or stand-ins) as a C-NMC data folder, flat or
   in folds, each cell under as many cell numbers as asked.
+* `model_results`: one trained depth's results (history and evaluations) of a chosen accuracy,
+  without training, for the report's tables and prose.
 * `write_format_samples`: stand-ins for ../shared/fixtures with the same file names, counts and
   formats (C-NMC BMPs of a cell on black inside the real pixel ranges, the course CSVs and an
   example submission, the retinopathy edition's headerless CSVs), used when the real samples
@@ -14,11 +16,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from lab3.config import TrainConfig
+from lab3.engine.evaluate import Evaluation, Predictions
+from lab3.workbook.results import ModelResults
 
 TEST_CSV_NAMES = ("resnet_18_test.csv", "resnet_50_test.csv", "resnet_152_test.csv")
 # Cell colours far apart in hue: normal cells blue, blasts purple-red (label 0, label 1).
@@ -147,3 +154,62 @@ def write_format_samples(root: Path, seed: int = 0) -> Path:
         grades = rng.permutation(np.arange(n) % 5)
         (retinopathy / f"{prefix}_label.csv").write_text("\n".join(map(str, grades)) + "\n")
     return root
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def assert_matches_golden(name: str, sections: dict[str, str]) -> None:
+    """Compare generated prose with its reviewed copy, tests/golden/<name>.md, one `## ` section
+    per case. After a deliberate change of wording, rewrite the copies with
+    `LAB3_UPDATE_GOLDEN=1 pytest tests/test_narrative.py tests/test_explain.py`, read the diff
+    and commit it."""
+    text = "".join(f"## {case}\n\n{body}\n\n" for case, body in sections.items())
+    path = GOLDEN / f"{name}.md"
+    if os.environ.get("LAB3_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"the prose differs from {path.name}"
+
+
+CELL_CLASSES = ["normal (hem)", "blast (all)"]
+SPLITS = ("valid", "test")  # the splits a constructed depth is evaluated on
+
+
+def constructed_evaluation(accuracy: float, n: int, blast_share: float, split: str) -> Evaluation:
+    """n images, round(n * blast_share) of them blasts; the first errors fall on normal cells."""
+    ones = round(n * blast_share)
+    labels = np.r_[np.zeros(n - ones), np.ones(ones)].astype(np.int64)
+    predicted = labels.copy()
+    wrong = round((1 - accuracy) * n)
+    predicted[:wrong] = 1 - predicted[:wrong]
+    metrics = {"accuracy": float((predicted == labels).mean()), "n": n}
+    predictions = Predictions(np.eye(2)[predicted], labels, np.arange(n))
+    return Evaluation(Path("best.pt"), split, TrainConfig(), CELL_CLASSES, predictions, metrics)
+
+
+def model_results(
+    model: str,
+    accuracy: float,
+    n: int = 400,
+    blast_share: float = 0.68,
+    seconds: float = 10.0,
+    valid: tuple[float, ...] = (0.7, 0.8, 0.75, 0.74),
+    train: float | None = None,
+    tta: int = 1,
+) -> ModelResults:
+    """One depth's results: test accuracy `accuracy` on n images, a history of len(valid)
+    epochs whose validation accuracy is `valid` and training accuracy ends at `train`, its
+    config averaging `tta` views."""
+    epochs = np.arange(1, len(valid) + 1)
+    history = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_acc": [*valid[:-1], valid[-1] if train is None else train],
+            "valid_acc": valid,
+            "seconds": seconds,
+        }
+    )
+    evaluations = {s: constructed_evaluation(accuracy, n, blast_share, s) for s in SPLITS}
+    config = TrainConfig(model=model, tta=tta)
+    return ModelResults(model, Path(model), config, history, evaluations)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from builders import copy_cnmc_cells
+from builders import assert_matches_golden, copy_cnmc_cells
 from PIL import Image
 from torch import nn
 
@@ -18,7 +18,7 @@ from lab3.cli import main
 from lab3.engine.explain import choose_layer, foreground_share, grad_cam
 from lab3.models import build_model
 from lab3.workbook.attention import attention_table, compare
-from lab3.workbook.narrative import attention_text
+from lab3.workbook.narrative import attention_text, map_resolution_text
 
 # ------------------------------------------------------------------------- a known answer
 
@@ -420,3 +420,69 @@ def test_the_section_on_a_cnmc_fold_layout_of_real_cells(
     split = "test" if loaded.data.has_labels("test") else "valid"
     assert (run / "figures" / f"attention_resnet18_{split}.png").is_file()
     assert "figure:" in capsys.readouterr().out
+
+
+def test_the_attention_prose_reads_as_reviewed() -> None:
+    """The Grad-CAM paragraphs whole, against their reviewed copy (tests/golden/attention.md):
+    a difference beyond and inside the noise, one mistake, none, an even map, sampled maps, each
+    map resolution and the ablation's variants."""
+    rng = np.random.default_rng(0)
+    frames = {
+        "resnet18": {"test": _frame(rng, right=0.91, wrong=0.78, n_wrong=20)},
+        "resnet50": {"test": _frame(rng, right=0.78, wrong=0.91, n_wrong=20)},
+        "resnet152": {"test": _frame(rng, right=0.90, wrong=0.80, n_wrong=1)},
+        "resnet34": {"test": _frame(rng, right=0.90, wrong=0.90, n_wrong=20)},
+    }
+    even = _frame(rng, right=0.6, wrong=0.6, n_wrong=0)
+    even["share"] = even["area"]
+    sampled = _frame(rng, right=0.8, wrong=0.4, n_wrong=10)
+    sampled.loc[sampled.index[:80], ["share", "area"]] = np.nan
+    frames["resnet50"]["valid"] = sampled
+    fewer = _frame(rng, right=0.8, wrong=0.4, n_wrong=10)
+    fewer.loc[fewer.index[:70], ["share", "area"]] = np.nan
+    frames["resnet18"]["valid"] = fewer
+    frames["resnet152"]["valid"] = even
+    table = attention_table(frames)
+    rows = [
+        {"variant": "plain resize", **compare(even)},
+        {"variant": "tight crop", **compare(sampled)},
+    ]
+    ablation = pd.DataFrame(rows).set_index("variant")
+    last_stage = {"resnet18": ("layer4", (7, 7))}
+    finer = {"resnet18": ("layer3", (3, 3)), "resnet50": ("layer2", (6, 6))}
+    sections = {
+        "test split, last stage": attention_text(table, "test", layers=last_stage, image_size=224),
+        "valid split, sampled, finer stage": attention_text(
+            table, "valid", ablation, layers=finer, image_size=48
+        ),
+        "a single cell": map_resolution_text({"resnet18": ("layer4", (1, 1))}, 32),
+        "two by two, size unknown": map_resolution_text({"resnet18": ("layer4", (2, 2))}),
+        "four by four": map_resolution_text({"resnet18": ("layer4", (4, 4))}, 128),
+        "five by five": map_resolution_text({"resnet18": ("layer4", (5, 5))}, 160),
+        "an earlier stage at 66 px": map_resolution_text({"resnet18": ("layer3", (5, 5))}, 66),
+    }
+    assert_matches_golden("attention", sections)
+
+
+def _attention_row(**values: float) -> pd.DataFrame:
+    """A one-depth attention table with chosen numbers: 60 % of the map on a cell of 40 %."""
+    row = {"map on cell": 0.6, "cell area": 0.4, "above even": 0.2, "± 2 SE even": 0.05,
+           "mistakes": 10, "wrong": 0.5, "right": 0.6, "right - wrong": 0.1, "± 2 SE": 0.05,
+           "maps": 100, "images": 100, **values}  # fmt: skip
+    index = pd.MultiIndex.from_tuples([("ResNet18", "test")], names=["model", "split"])
+    return pd.DataFrame([row], index=index)
+
+
+def test_attention_sentences_at_their_thresholds() -> None:
+    """A difference of exactly two standard errors is inside the noise; less attention than an
+    even map is called less; several mistakes without an error bar are counted, not 'one'."""
+    at_noise = attention_text(_attention_row(**{"above even": 0.05, "right - wrong": 0.05}), "test")
+    assert "(no more than an evenly spread map" in at_noise
+    assert "a difference of 5.0 points, inside the noise (two standard errors: ±5.0" in at_noise
+    less = attention_text(_attention_row(**{"above even": -0.2, "± 2 SE even": 0.1}), "test")
+    assert "(20.0 points less than an evenly spread map would put there, two standard " in less
+    assert "errors ±10.0)" in less
+    few = attention_text(_attention_row(mistakes=3, **{"± 2 SE": np.nan}), "test")
+    assert "; its 3 mistakes 50.0 %, too few to compare with its right answers (60.0 %)." in few
+    older = attention_text(_attention_row().drop(columns=["maps"]), "test")
+    assert older == attention_text(_attention_row(), "test"), "a table from before maps counted"

@@ -6,58 +6,24 @@ counts), not through lab3's helpers, so a wrong formula in the package shows."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
-from builders import write_course_dataset
+from builders import assert_matches_golden, write_course_dataset
+from builders import model_results as _result
 
 from lab3.config import TrainConfig, make_config
+from lab3.data.formats import METADATA_CSV, TRUTH_CSV
 from lab3.data.layouts import load_layout
-from lab3.engine.evaluate import Evaluation, Predictions
+from lab3.formatting import seconds_text
+from lab3.workbook import narrative
 from lab3.workbook.narrative import discussion, headline, introduction, training_description
 from lab3.workbook.results import ModelResults, training_setup
-
-CLASSES = ["normal (hem)", "blast (all)"]
-
-
-def _evaluation(accuracy: float, n: int, blast_share: float, split: str) -> Evaluation:
-    """n images, round(n * blast_share) of them blasts; the first errors fall on normal cells."""
-    ones = round(n * blast_share)
-    labels = np.r_[np.zeros(n - ones), np.ones(ones)].astype(np.int64)
-    predicted = labels.copy()
-    wrong = round((1 - accuracy) * n)
-    predicted[:wrong] = 1 - predicted[:wrong]
-    metrics = {"accuracy": float((predicted == labels).mean()), "n": n}
-    predictions = Predictions(np.eye(2)[predicted], labels, np.arange(n))
-    return Evaluation(Path("best.pt"), split, TrainConfig(), CLASSES, predictions, metrics)
-
-
-def _result(
-    model: str,
-    accuracy: float,
-    n: int = 400,
-    blast_share: float = 0.68,
-    seconds: float = 10.0,
-    valid: tuple[float, ...] = (0.7, 0.8, 0.75, 0.74),
-    train: float | None = None,
-) -> ModelResults:
-    """One depth's results: test accuracy `accuracy` on n images, a history of len(valid)
-    epochs whose validation accuracy is `valid` and training accuracy ends at `train`."""
-    epochs = np.arange(1, len(valid) + 1)
-    history = pd.DataFrame(
-        {
-            "epoch": epochs,
-            "train_acc": [*valid[:-1], valid[-1] if train is None else train],
-            "valid_acc": valid,
-            "seconds": seconds,
-        }
-    )
-    evaluations = {s: _evaluation(accuracy, n, blast_share, s) for s in ("valid", "test")}
-    config = TrainConfig(model=model, tta=1)
-    return ModelResults(model, Path(model), config, history, evaluations)
 
 
 def _two_se(accuracy: float, n: int) -> str:
@@ -291,3 +257,95 @@ def test_the_notebook_picks_its_winner_with_the_shared_ranking() -> None:
     )
     assert "winner = results.winners(evaluated)[0]" in code
     assert "max(evaluated" not in code and "sorted(evaluated" not in code
+
+
+def _with_kappa(result: ModelResults, kappa: float) -> ModelResults:
+    for evaluation in result.evaluations.values():
+        evaluation.metrics["kappa_quadratic"] = kappa
+    return result
+
+
+def _imagenet_run(tmp_path: Path, model: str, accuracy: float, published: bool | None):
+    """A run from ImageNet weights; `published` None: result.json does not say."""
+    name = f"{model}-imagenet"
+    run = tmp_path / name
+    run.mkdir()
+    weights = {"file": f"{model}-weights.pth"}
+    if published is not None:
+        weights["published"] = published
+    (run / "result.json").write_text(json.dumps({"init_weights": weights}))
+    return dataclasses.replace(_result(name, accuracy), run_dir=run)
+
+
+def test_the_report_prose_reads_as_reviewed(tmp_path: Path, monkeypatch) -> None:
+    """Every generated sentence of the report for constructed runs, compared whole with its
+    reviewed copy (tests/golden/narrative.md): a changed word, number or branch shows as a diff.
+    The cases reach each branch and sit between the thresholds a wrong constant would move
+    (a lead between two and three standard errors, a depth just above the baseline)."""
+    monkeypatch.setattr(narrative, "ablation_verdict", lambda frame: f"({len(frame)} variants)")
+    cells = load_layout(write_course_dataset(tmp_path / "cells", train=40, valid=20, test=20,
+                                             size=16))  # fmt: skip
+    grades = SimpleNamespace(name="retinopathy", root=tmp_path / "grades")
+    grades.root.mkdir()
+    clear = {
+        "resnet18": _result("resnet18", 0.80, seconds=10, train=0.95),
+        "resnet50": _result("resnet50", 0.95, seconds=25, valid=(0.6, 0.7, 0.8, 0.9), tta=2),
+        "resnet152": _result("resnet152", 0.92, seconds=61, train=0.54),
+    }
+    tie = {m: _result(m, a, tta=2) for m, a in (("resnet18", 0.70), ("resnet34", 0.72),
+           ("resnet50", 0.9), ("resnet101", 0.69), ("resnet152", 0.9))}  # fmt: skip
+    unlearned = {
+        "resnet18": _result("resnet18", 0.68, seconds=0.5),
+        "resnet50": _result("resnet50", 0.69, valid=(0.69,), seconds=1.5),
+        "resnet152": _result("resnet152", 0.70, valid=(0.7, 0.7)),
+    }
+    graded = {m: _with_kappa(_result(m, a), k) for m, a, k in (("resnet18", 0.9, 0.74),
+              ("resnet50", 0.92, 0.61))}  # fmt: skip
+    one = {"resnet50": _result("resnet50", 0.9, valid=(0.7, 1))}
+    sections = {
+        "lab, cells": narrative.lab_description(cells),
+        "lab, grades": narrative.lab_description(grades),
+        "evaluation, 2 classes": narrative.evaluation_description(2),
+        "evaluation, 5 classes": narrative.evaluation_description(5),
+        "introduction": introduction(cells, list(clear), "quick"),
+        "recipe, quick ResNet18": training_description(make_config("quick", model="resnet18")),
+        "recipe, full ResNet152": training_description(make_config("full", model="resnet152")),
+        "clear winner": headline(clear) + "\n\n" + discussion(clear, pd.DataFrame([1, 2]), cells),
+        "tie": headline(tie) + "\n\n" + discussion(tie),
+        "nothing learned": discussion(unlearned),
+        "one depth, two epochs, one view": headline(one) + "\n\n" + discussion(one),
+        "grades": discussion(graded, layout=grades),
+        "ImageNet weights, stand-ins": narrative.pretrained_text(clear, {
+            "resnet18-imagenet": _imagenet_run(tmp_path, "resnet18", 0.97, published=None),
+            "resnet50-imagenet": _imagenet_run(tmp_path, "resnet50", 0.93, published=True),
+        }),
+    }  # fmt: skip
+    (grades.root / METADATA_CSV).write_text("path,label,split,subject\n")
+    sections["grades, synthetic"] = narrative.caveat_paragraph(grades)
+    subjects = pd.DataFrame({"split": ["train"] * 3 + ["valid", "test", "test"],
+                             "subject": ["a", "b", "c", "b", "a", "d"]})  # fmt: skip
+    leaky = SimpleNamespace(name="course", root=grades.root, table=subjects)
+    (grades.root / TRUTH_CSV).write_text("ID,label\n")
+    sections["cells, subjects and synthetic"] = narrative.caveat_paragraph(leaky)
+    published = _imagenet_run(tmp_path, "resnet152", 0.99, published=True)
+    sections["ImageNet weights, published"] = narrative.pretrained_text(
+        clear, {"resnet34-imagenet": published, "resnet152-imagenet": published}
+    )
+    assert_matches_golden("narrative", sections)
+
+
+def test_curve_gaps_at_their_thresholds_are_not_findings() -> None:
+    """Training exactly 5 points above validation is not over-fitting, exactly 2 below is not
+    yet 'below' (float-exact values: 0.05 - 0 and 0 - 0.02)."""
+    above = narrative.curve_paragraph(
+        "resnet18", _result("resnet18", 0.9, valid=(0, 0), train=0.05), "test"
+    )
+    below = narrative.curve_paragraph(
+        "resnet18", _result("resnet18", 0.9, valid=(0, 0.02), train=0), "test"
+    )
+    assert above.endswith("training and validation accuracy end close together: no over-fitting.")
+    assert below.endswith("training and validation accuracy end close together: no over-fitting.")
+
+
+def test_epoch_seconds_read_whole_from_ten_and_to_a_tenth_below() -> None:
+    assert [seconds_text(s) for s in (45.3, 10, 9.75, 0.5)] == ["45 s", "10 s", "9.8 s", "0.5 s"]

@@ -14,7 +14,7 @@ import pandas as pd
 from lab3.config import TrainConfig
 from lab3.data.formats import METADATA_CSV, TRUTH_CSV
 from lab3.data.layouts import Layout
-from lab3.formatting import join_names, pct, pretty_model_name
+from lab3.formatting import join_names, pct, pretty_model_name, seconds_text
 from lab3.metrics import standard_error
 from lab3.workbook.ablation import ablation_verdict
 from lab3.workbook.exploration import class_name, subjects_per_split
@@ -231,7 +231,7 @@ def baseline_paragraph(results: Mapping[str, ModelResults]) -> str:
     ranked = _ranked(results)
     se, _ = _sampling_error(results)
     labels = next(iter(results.values())).evaluations[split].predictions.labels
-    majority = float(np.bincount(labels).max() / max(len(labels), 1))
+    majority = float(np.bincount(labels).max() / len(labels))  # an evaluated split has images
     above = [m for m in ranked if accuracy[m] >= majority + 2 * se]
     if not above:
         return (
@@ -267,17 +267,20 @@ def kappa_paragraph(results: Mapping[str, ModelResults]) -> str | None:
 
 
 def cost_paragraph(results: Mapping[str, ModelResults]) -> str | None:
-    """What depth costs: the slowest depth's epoch against the fastest's."""
+    """What depth costs: the slowest depth's epoch against the fastest's (None when the runs
+    took the same time per epoch)."""
     if len(results) < 2:
         return None
     per_epoch = {m: float(pd.to_numeric(r.history["seconds"]).mean()) for m, r in results.items()}
     fastest = min(per_epoch, key=per_epoch.get)
     slowest = max(per_epoch, key=per_epoch.get)
+    if slowest == fastest:  # every epoch took as long: nothing to say about depth
+        return None
     return (
         f"Depth is not free: an epoch of {pretty_model_name(slowest)} took "
         f"{per_epoch[slowest] / max(per_epoch[fastest], 1e-9):.1f}x as long as one of "
-        f"{pretty_model_name(fastest)} ({per_epoch[slowest]:.0f} s vs "
-        f"{per_epoch[fastest]:.0f} s)."
+        f"{pretty_model_name(fastest)} ({seconds_text(per_epoch[slowest])} vs "
+        f"{seconds_text(per_epoch[fastest])})."
     )
 
 
@@ -385,7 +388,7 @@ def pretrained_text(
         "replaced for the task's classes; inputs normalised with ImageNet's mean and std). "
         "They are kept out of every table of the course's from-scratch models above."
     ]
-    if any(f is not None and not f.get("published", False) for f in files):
+    if any(f is not None and not f.get("published") for f in files):
         names = ", ".join(sorted({f["file"] for f in files if f is not None}))
         parts.append(
             f"The weights files in torch's cache ({names}) are **not torchvision's published "
@@ -482,7 +485,9 @@ def attention_text(
 
 def _sampled_maps_text(table: pd.DataFrame, split: str) -> str:
     """How many maps stand behind the shares, when a depth mapped only some of the split."""
-    rows = table.xs(split, level="split") if "maps" in table else table.iloc[:0]
+    if "maps" not in table:  # a table from before the maps were counted
+        return ""
+    rows = table.xs(split, level="split")
     sampled = rows[rows["maps"] < rows["images"]]
     if sampled.empty:
         return ""

@@ -234,7 +234,7 @@ def metrics_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
         for split, evaluation in result.evaluations.items():
             row = {"model": pretty_model_name(model), "split": split}
             for key, column in METRIC_COLUMNS.items():
-                row[column] = evaluation.metrics.get(key, float("nan"))
+                row[column] = evaluation.metrics.get(key, np.nan)
             row["TTA views"] = int(evaluation.metrics.get("tta_views", 1))
             row["images"] = int(evaluation.metrics.get("n", len(evaluation.predictions.labels)))
             rows.append(row)
