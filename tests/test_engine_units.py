@@ -15,7 +15,7 @@ import torch
 from lab3.config import PROFILES, TrainConfig, make_config
 from lab3.engine.distributed import scaled_lr
 from lab3.engine.loop import class_weights
-from lab3.engine.optim import WeightAverage, lr_factor
+from lab3.engine.optim import Schedule, WeightAverage, lr_factor, make_optimizer
 from lab3.engine.run_folder import best_of
 from lab3.errors import UserError
 
@@ -128,6 +128,38 @@ def test_weight_average_lerps_floats_copies_counters_and_warms_up() -> None:
     for key, value in average.model.state_dict().items():
         if value.dtype.is_floating_point:
             torch.testing.assert_close(value, 0.99 * before[key] + 0.01 * current[key])
+
+
+def test_optimizer_decays_weights_but_not_batchnorm_and_follows_the_config() -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(2, 3)
+    )
+    adamw = make_optimizer(model, make_config("quick", weight_decay=0.03, lr=0.004))
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["fused"] is True
+    decay, no_decay = adamw.param_groups
+    assert [p.shape for p in decay["params"]] == [(2, 1, 3, 3), (3, 2)], "conv, linear weights"
+    assert decay["weight_decay"] == 0.03
+    assert [p.shape for p in no_decay["params"]] == [(2,), (2,), (2,), (3,)], "biases and BN"
+    assert no_decay["weight_decay"] == 0.0
+    assert decay["lr"] == no_decay["lr"] == 0.004
+    sgd = make_optimizer(model, make_config("full", optimizer="sgd", lr=0.2))
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["lr"] == 0.2
+    assert (sgd.defaults["momentum"], sgd.defaults["nesterov"], sgd.defaults["fused"]) == (
+        0.9, True, True)  # fmt: skip
+
+
+def test_schedule_sets_each_steps_rate_then_counts_it() -> None:
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD([{"params": [model.weight]}, {"params": [model.bias]}], lr=1.0)
+    schedule = Schedule(peak_lr=0.5, total=8, warmup=2, kind="cosine")
+    assert schedule.lr(3) == 0.5 * lr_factor(3, 8, 2, "cosine")
+    schedule.advance(optimizer)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.25, 0.25], "step 0: half the warm-up"
+    schedule.advance(optimizer)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.5, 0.5]
+    assert schedule.state_dict() == {"step": 2, "total": 8, "kind": "cosine"}
+    onecycle = Schedule(peak_lr=0.5, total=8, warmup=0, kind="onecycle")
+    assert onecycle.lr(1) == 0.5 * lr_factor(1, 8, 0, "onecycle") != 0.5 * lr_factor(1, 8, 0, "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +414,7 @@ def test_an_empty_init_is_refused_and_other_nets_take_resnet18s_budget() -> None
     assert (other.epochs, other.min_steps) == (resnet18.epochs, resnet18.min_steps)
 
 
-def test_autocast_is_bf16_on_the_resolved_device_where_amp_is_on() -> None:
+def test_autocast_is_bf16_on_the_resolved_device_where_amp_is_on(monkeypatch) -> None:
     """Catches autocast on when amp is off, or in another dtype or on another device."""
     import contextlib
 
@@ -390,3 +422,9 @@ def test_autocast_is_bf16_on_the_resolved_device_where_amp_is_on() -> None:
     on = make_config(amp="bf16", device="cpu").autocast()
     assert isinstance(on, torch.autocast)
     assert (on.device, on.fast_dtype) == ("cpu", torch.bfloat16)
+    # bf16 is the CPU's default autocast dtype but not CUDA's (float16, which would need loss
+    # scaling): the config must name it, or a GPU run trains in float16
+    calls = []
+    monkeypatch.setattr(torch, "autocast", lambda *args, **kwargs: calls.append((args, kwargs)))
+    make_config(amp="bf16", device="cpu").autocast()
+    assert calls == [(("cpu",), {"dtype": torch.bfloat16})]

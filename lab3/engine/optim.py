@@ -59,18 +59,18 @@ class WeightAverage:
         for p in self.model.parameters():
             p.requires_grad_(False)
 
-    @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))  # short runs: do not lag behind
         pairs = list(
             zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
         )
         floats = [(avg, cur) for avg, cur in pairs if avg.dtype.is_floating_point]
-        # one fused update, not a kernel per tensor (hundreds a step for ResNet152)
-        torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1 - decay)
-        for avg, cur in pairs:
-            if not avg.dtype.is_floating_point:
-                avg.copy_(cur)
+        with torch.no_grad():
+            # one fused update, not a kernel per tensor (hundreds a step for ResNet152)
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1 - decay)
+            for avg, cur in pairs:
+                if not avg.dtype.is_floating_point:
+                    avg.copy_(cur)
 
 
 @dataclass
