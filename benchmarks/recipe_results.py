@@ -5,8 +5,9 @@ and the training cost per epoch.
     python benchmarks/recipe_results.py --data DATA --runs RUNS --name recipe_cpu_small \\
         --command "lab3 synth ...; lab3 train ..."
 
-RUNS holds one run folder per depth (resnet18/, resnet50/, resnet152/, as `lab3 run` and the
-training commands leave them). Each depth's submission is written with `predict_submission` in
+RUNS holds run folders: one per depth (resnet18/, resnet50/, resnet152/, as `lab3 run` leaves
+them), or any number of `lab3 train --out` folders, e.g. one depth at several epochs and seeds;
+each row names its folder, and the model and seed its config.json records. Each submission is written with `predict_submission` in
 its own test CSV's order and scored against the data's ``test_labels.csv``, as `lab3 score` does.
 Writes ``benchmarks/results/<name>.{json,md}`` with the provenance header; its command is the
 commands given, then this script's.
@@ -38,11 +39,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("resnet18", "resnet50", "resnet152")
 
 
-def depth_row(run: Path, data: Path, model: str, scratch: Path) -> dict:
-    """One depth's scored submission and training cost."""
+def run_folders(runs: Path) -> list[Path]:
+    """The finished runs under `runs` (those with a best.pt), shallow depths first."""
+    folders = [p for p in runs.iterdir() if (p / "best.pt").is_file()]
+    depth = {m: i for i, m in enumerate(MODELS)}
+    return sorted(folders, key=lambda p: (depth.get(saved_config(p).get("model"), 99), p.name))
+
+
+def saved_config(run: Path) -> dict:
+    config = run / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
+def depth_row(run: Path, data: Path, scratch: Path) -> dict:
+    """One run's scored submission and training cost."""
+    config = saved_config(run)
+    model = config.get("model", run.name)
     history = pd.read_csv(run / "history.csv")
     submission = write_submission(
-        predict_submission(run / "best.pt", str(data), device="cpu"), scratch / f"{model}.csv"
+        predict_submission(run / "best.pt", str(data), device="cpu"), scratch / f"{run.name}.csv"
     )
     metrics = score(submission, data / TRUTH_CSV)
     truth = pd.read_csv(data / TRUTH_CSV)["label"]
@@ -50,7 +65,9 @@ def depth_row(run: Path, data: Path, model: str, scratch: Path) -> dict:
     n = int(metrics["n"])
     accuracy = metrics["accuracy"]
     return {
+        "run": run.name,
         "model": model,
+        "seed": config.get("seed", NOT_RECORDED),
         "epochs": int(history["epoch"].max()),
         "median_epoch_s": round(float(history["seconds"].median()), 1),
         "best_valid_acc": round(float(history["valid_acc"].max()), 4),
@@ -80,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", default="", help="the commands that produced the runs")
     parser.add_argument("--note", default="", help="a sentence on the conditions of the run")
     args = parser.parse_args(argv)
-    models = [m for m in MODELS if (args.runs / m / "best.pt").is_file()]
+    folders = run_folders(args.runs)
+    if not folders:
+        parser.error(f"no finished run (a folder with best.pt) in {args.runs}")
     with tempfile.TemporaryDirectory() as scratch:
-        rows = [depth_row(args.runs / m, args.data, m, Path(scratch)) for m in models]
-    execution = execution_summary({m: run_execution(args.runs / m) for m in models}, "depth")
+        rows = [depth_row(run, args.data, Path(scratch)) for run in folders]
+    execution = execution_summary({p.name: run_execution(p) for p in folders}, "run")
     command = "; ".join(filter(None, [args.command, command_line(__file__, argv)]))
     table = write(RESULTS / args.name, command, args.note, rows, execution)
     print(table)
@@ -94,9 +113,7 @@ def run_execution(run: Path) -> dict:
     """bf16, torch.compile and channels_last as the run's config.json records them (its
     "execution", resolved on the machine that trained it); "not recorded" for runs from before
     that record."""
-    config = run / "config.json"
-    saved = json.loads(config.read_text()) if config.is_file() else {}
-    recorded = saved.get("execution") or {}
+    recorded = saved_config(run).get("execution") or {}
     return {k: recorded.get(k, NOT_RECORDED + " (run predates the record)") for k in EXECUTION}
 
 

@@ -211,3 +211,16 @@ def test_lab3_bench_writes_the_header_first_and_keeps_its_keys(tmp_path: Path) -
     assert written["provenance"]["date"] == document["date"]
     assert written["provenance"]["channels_last"].startswith("True")
     assert markdown.read_text().startswith("# lab3 bench\n\nHow this file was made:")
+
+
+def test_recipe_results_reads_any_run_folders_shallow_depths_first(scripts, tmp_path) -> None:
+    recipe = scripts[0]["recipe_results"]
+    runs = {"r50_e6_s1": "resnet50", "r50_e5_s0": "resnet50", "b": "resnet152", "z": "resnet18"}
+    for name, model in {**runs, "unfinished": "resnet18"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"model": model, "seed": 1}))
+        if name != "unfinished":
+            (tmp_path / name / "best.pt").write_bytes(b"")
+    assert [p.name for p in recipe.run_folders(tmp_path)] == ["z", "r50_e5_s0", "r50_e6_s1", "b"]
+    assert recipe.saved_config(tmp_path / "b")["model"] == "resnet152"
+    assert recipe.saved_config(tmp_path / "missing") == {}
