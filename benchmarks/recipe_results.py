@@ -7,10 +7,10 @@ and the training cost per epoch.
 
 RUNS holds run folders: one per depth (resnet18/, resnet50/, resnet152/, as `lab3 run` leaves
 them), or any number of `lab3 train --out` folders, e.g. one depth at several epochs and seeds;
-each row names its folder, and the model and seed its config.json records. Each submission is written with `predict_submission` in
-its own test CSV's order and scored against the data's ``test_labels.csv``, as `lab3 score` does.
-Writes ``benchmarks/results/<name>.{json,md}`` with the provenance header; its command is the
-commands given, then this script's.
+each row names its folder, and the model and seed its config.json records. Each submission is
+written with `predict_submission` in its own test CSV's order and scored against the data's
+``test_labels.csv``, as `lab3 score` does. Writes ``benchmarks/results/<name>.{json,md}`` with
+the provenance header; its command is the commands given, then this script's.
 """
 
 from __future__ import annotations
