@@ -146,7 +146,7 @@ def test_report_describes_the_budget_and_precise_bn() -> None:
     """Catches a report that hides the step floor or precise BN (or claims them when off)."""
     text = training_description(make_config("quick", model="resnet50"))
     assert (
-        "(the table below; 5 for ResNet50), or more where those give fewer than its floor "
+        "(the table below; 6 for ResNet50), or more where those give fewer than its floor "
         "of optimizer steps (180 for ResNet50)" in text
     )
     assert "re-estimated over 256 training images (precise BN)" in text
