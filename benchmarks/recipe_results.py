@@ -51,10 +51,15 @@ def saved_config(run: Path) -> dict:
     return json.loads(config.read_text()) if config.is_file() else {}
 
 
+def run_row(run: Path, data: Path, scratch: Path) -> dict:
+    """`depth_row`, after the run folder's name and the seed it trained with."""
+    seed = saved_config(run).get("seed", NOT_RECORDED)
+    return {"run": run.name, "seed": seed, **depth_row(run, data, scratch)}
+
+
 def depth_row(run: Path, data: Path, scratch: Path) -> dict:
     """One run's scored submission and training cost."""
-    config = saved_config(run)
-    model = config.get("model", run.name)
+    model = saved_config(run).get("model", run.name)
     history = pd.read_csv(run / "history.csv")
     submission = write_submission(
         predict_submission(run / "best.pt", str(data), device="cpu"), scratch / f"{run.name}.csv"
@@ -65,9 +70,7 @@ def depth_row(run: Path, data: Path, scratch: Path) -> dict:
     n = int(metrics["n"])
     accuracy = metrics["accuracy"]
     return {
-        "run": run.name,
         "model": model,
-        "seed": config.get("seed", NOT_RECORDED),
         "epochs": int(history["epoch"].max()),
         "median_epoch_s": round(float(history["seconds"].median()), 1),
         "best_valid_acc": round(float(history["valid_acc"].max()), 4),
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if not folders:
         parser.error(f"no finished run (a folder with best.pt) in {args.runs}")
     with tempfile.TemporaryDirectory() as scratch:
-        rows = [depth_row(run, args.data, Path(scratch)) for run in folders]
+        rows = [run_row(run, args.data, Path(scratch)) for run in folders]
     execution = execution_summary({p.name: run_execution(p) for p in folders}, "run")
     command = "; ".join(filter(None, [args.command, command_line(__file__, argv)]))
     table = write(RESULTS / args.name, command, args.note, rows, execution)

@@ -499,3 +499,25 @@ def test_small_helpers() -> None:
     assert slug("tightcrop,equalize") == "tightcrop-equalize"
     assert join_names(["a", "b", "c"]) == "a, b and c"
     assert short_class_names(["normal (hem)", "blast (all)"]) == ["normal", "blast"]
+
+
+def test_benchmark_results_scripts_read_the_finished_run(
+    run: Path, small_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/workbook_results.py and recipe_results.py on a real finished run: each depth's
+    submission scored (the scripts share `depth_row`), written with the provenance header."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import recipe_results
+    import workbook_results
+
+    for module in (workbook_results, recipe_results):
+        monkeypatch.setattr(module, "RESULTS", tmp_path)
+    assert workbook_results.main(["--run", str(run), "--name", "w", "--command", "make run"]) == 0
+    depths = json.loads((tmp_path / "w.json").read_text())["depths"]
+    assert [d["model"] for d in depths] == list(MODELS)
+    assert all(0 <= d["test_acc_tta"] <= 1 and d["test_images"] > 0 for d in depths)
+    arguments = ["--data", str(small_synthetic), "--runs", str(run / "runs"), "--name", "r"]
+    assert recipe_results.main(arguments) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [(r["run"], r["model"], r["seed"]) for r in rows] == [(m, m, 0) for m in MODELS]
+    assert [r["test_acc_tta"] for r in rows] == [d["test_acc_tta"] for d in depths]
