@@ -173,6 +173,8 @@ class TrainConfig:
             why = f"--amp {self.amp}"
         elif device == "cuda":
             why = "CUDA"
+        elif native_bf16_override() is not None:
+            why = f"{NATIVE_BF16_ENV}={native_bf16_override()} overrides the CPU probe"
         elif bf16:
             why = "this CPU computes bf16 natively"
         else:
@@ -190,11 +192,17 @@ class TrainConfig:
 NATIVE_BF16_ENV = "LAB3_NATIVE_BF16"
 
 
+def native_bf16_override() -> str | None:
+    """The value of LAB3_NATIVE_BF16 where it overrides the CPU probe ("0" or "1"), else None."""
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    return forced if forced in ("0", "1") else None
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); without it bf16 autocast
     on the CPU is emulated and slower than float32."""
-    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
-    if forced in ("0", "1"):
+    forced = native_bf16_override()
+    if forced is not None:
         return forced == "1"
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

@@ -382,7 +382,9 @@ def test_execution_records_each_choice_and_why(
 
     from lab3.config import NATIVE_BF16_ENV
 
-    monkeypatch.setenv(NATIVE_BF16_ENV, "1" if native else "0")
+    monkeypatch.delenv(NATIVE_BF16_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: device == "cuda")
     config = make_config("quick", device=device, amp=amp)
     keys = ("device", "bf16", "channels_last", "compile", "bf16_reason")
@@ -391,6 +393,19 @@ def test_execution_records_each_choice_and_why(
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["execution"] == config.execution()
     assert {k: v for k, v in saved.items() if k != "execution"} == config.to_dict()
+
+
+@pytest.mark.parametrize("forced", ["0", "1"])
+def test_execution_names_the_override_instead_of_the_cpu(forced: str, monkeypatch) -> None:
+    """Catches a report that blames (or credits) the CPU for a choice LAB3_NATIVE_BF16 made:
+    forcing float32 on a CPU with bf16 must not read "no native support on this CPU"."""
+    from lab3.config import NATIVE_BF16_ENV
+
+    monkeypatch.setenv(NATIVE_BF16_ENV, forced)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: forced == "0")
+    execution = make_config("quick", device="cpu").execution()
+    assert execution["bf16"] is (forced == "1")
+    assert execution["bf16_reason"] == f"LAB3_NATIVE_BF16={forced} overrides the CPU probe"
 
 
 def test_normalisation_follows_the_initial_weights() -> None:
