@@ -221,8 +221,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         # training by 40 %. ResNet50 keeps a 6th epoch: at 5, in bf16, three seeds gave 91.0-
         # 93.0 % and normal-cell recall down to 78 %, at 6 93.5-94.0 % and 84-88 %
         # (recipe_cpu_resnet50_epochs.md). On a course-sized set ResNet18 gives up 1.6 points
-        # (95.1 % against 96.7 %), ResNet50 0.8 (95.7 % against 96.5 %). Times and accuracies: benchmarks/results/recipe_cpu_*.md,
-        # workbook_cpu_*.md.
+        # (95.1 % against 96.7 %), ResNet50 0.8 (95.7 % against 96.5 %). Times and accuracies:
+        # benchmarks/results/recipe_cpu_*.md, workbook_cpu_*.md.
         "epochs": {"resnet18": 6, "resnet34": 5, "resnet50": 6, "resnet101": 4, "resnet152": 4},
         # a small set trains at least this many steps (150 images: 4 steps an epoch); on the
         # default 1200 images (37 steps an epoch) the epochs above already give as many
