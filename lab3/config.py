@@ -173,8 +173,8 @@ class TrainConfig:
             why = f"--amp {self.amp}"
         elif device == "cuda":
             why = "CUDA"
-        elif native_bf16_override() is not None:
-            why = f"{NATIVE_BF16_ENV}={native_bf16_override()} overrides the CPU probe"
+        elif (forced := native_bf16_override()) is not None:
+            why = f"{NATIVE_BF16_ENV}={forced} overrides the CPU probe"
         elif bf16:
             why = "this CPU computes bf16 natively"
         else:
