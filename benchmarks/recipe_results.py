@@ -53,13 +53,14 @@ def saved_config(run: Path) -> dict:
 
 def run_row(run: Path, data: Path, scratch: Path) -> dict:
     """`depth_row`, after the run folder's name and the seed it trained with."""
-    seed = saved_config(run).get("seed", NOT_RECORDED)
-    return {"run": run.name, "seed": seed, **depth_row(run, data, scratch)}
+    config = saved_config(run)
+    model = config.get("model", run.name)
+    row = depth_row(run, data, model, scratch)
+    return {"run": run.name, "seed": config.get("seed", NOT_RECORDED), **row}
 
 
-def depth_row(run: Path, data: Path, scratch: Path) -> dict:
+def depth_row(run: Path, data: Path, model: str, scratch: Path) -> dict:
     """One run's scored submission and training cost."""
-    model = saved_config(run).get("model", run.name)
     history = pd.read_csv(run / "history.csv")
     submission = write_submission(
         predict_submission(run / "best.pt", str(data), device="cpu"), scratch / f"{run.name}.csv"

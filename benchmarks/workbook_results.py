@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(record["data"])
     models = [m for m in record["models"] if (run / "runs" / m / "best.pt").is_file()]
     with tempfile.TemporaryDirectory() as scratch:
-        depths = [depth_row(run / "runs" / m, data, Path(scratch)) for m in models]
+        depths = [depth_row(run / "runs" / m, data, m, Path(scratch)) for m in models]
     execution = json.loads((run / "runs" / models[0] / "config.json").read_text())["execution"]
     notebooks, ablation = notebook_rows(record), ablation_rows(run)
     phases = phase_rows(run, record)
