@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe_results import depth_row, markdown  # noqa: E402
 
 from lab3.bench.provenance import provenance, write_results  # noqa: E402
+from lab3.workbook.cpu_time import weighted_share  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,6 +41,8 @@ def notebook_rows(record: dict) -> list[dict]:
                 "seconds": entry["seconds"],
                 "estimate_s": planned,
                 "estimate_error": None if not planned else round(planned / entry["seconds"] - 1, 3),
+                "cpu_busy": entry.get("cpu_busy"),
+                "cpu_steal": entry.get("cpu_steal"),
             }
         )
     total, planned = record["seconds"], sum(estimate.values())
@@ -49,6 +52,8 @@ def notebook_rows(record: dict) -> list[dict]:
             "seconds": total,
             "estimate_s": round(planned, 1) if planned else None,
             "estimate_error": round(planned / total - 1, 3) if planned else None,
+            "cpu_busy": weighted_share(record["notebooks"], "cpu_busy"),
+            "cpu_steal": weighted_share(record["notebooks"], "cpu_steal"),
         }
     )
     return rows
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         for part in (
             args.note,
             f"Data: `{data.name}`, profile {record['profile']}; bf16 {execution['bf16_reason']}.",
-            "## Time per notebook (seconds; estimate_error = estimate / actual - 1)",
+            "## Time per notebook (seconds; estimate_error = estimate / actual - 1; cpu_busy and "
+            "cpu_steal: shares of the machine's CPU time busy and stolen by the hypervisor)",
             markdown(notebooks),
             "## Where the time went: cells of 2 s or more",
             markdown(phases),

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
+from lab3.workbook.cpu_time import CpuTimes, weighted_share
 from lab3.workbook.folders import RECORD, read_record
 from lab3.workbook.notebook_exec import NotebookProgress, check_kernel, execute_notebook, kernel_of
 
@@ -58,6 +59,8 @@ NOTEBOOKS = (
 TRAIN_NOTEBOOK = "04_train"  # executed once per depth
 # The notebooks that train: their kernels' lines (epochs, ablation runs) are shown as they come.
 TRAINING_NOTEBOOKS = frozenset({"02_preprocessing_experiments", TRAIN_NOTEBOOK})
+# A notebook that lost this share of the CPU time to other virtual machines says so.
+STEAL_NOTICE = 0.1
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
 
 
@@ -325,28 +328,51 @@ def _execute(
             if step.output in done:
                 stream.write(f"{prefix}  finished earlier, kept\n")
                 continue
+            cpu_before = CpuTimes.now()
             try:
                 seconds = _execute_step(step, sources[step.source], run, kernel, prefix, stream)
             except UserError:
                 record["failed"] = step.output
                 write_json_atomic(run / RECORD, record)
                 raise
+            shares = _cpu_shares(cpu_before)
+            if shares.get("cpu_steal", 0.0) >= STEAL_NOTICE:
+                stream.write(steal_line(step.output, shares["cpu_steal"]) + "\n")
             if estimate is not None:
                 estimate.finished(step.output.removesuffix(".ipynb"), seconds)
                 stream.write(estimate.progress_line() + "\n")
-            done[step.output] = {"notebook": step.output, "seconds": round(seconds, 1)}
+            done[step.output] = {"notebook": step.output, "seconds": round(seconds, 1), **shares}
             record["notebooks"] = [done[s.output] for s in steps if s.output in done]
             write_json_atomic(run / RECORD, record)
         record["seconds"] = round(sum(entry["seconds"] for entry in record["notebooks"]), 1)
         record["finished"] = _now()
         write_json_atomic(run / RECORD, record)
     link = point_latest(run)
+    steal = weighted_share(record["notebooks"], "cpu_steal") or 0.0
+    stolen = f" ({steal:.0%} of it waiting for a shared CPU)" if steal >= STEAL_NOTICE else ""
     stream.write(
-        f"workbook: done, {record['seconds'] / 60:.1f} min of notebooks; "
+        f"workbook: done, {record['seconds'] / 60:.1f} min of notebooks{stolen}; "
         f"report: lab3 report --run {link if link is not None else run}\n"
     )
     stream.flush()
     return run
+
+
+def _cpu_shares(before: CpuTimes | None) -> dict[str, float]:
+    """The machine's busy and stolen CPU shares since `before`; empty where they are unknown."""
+    after = CpuTimes.now()
+    if before is None or after is None:
+        return {}
+    return after.shares_since(before) or {}
+
+
+def steal_line(output: str, steal: float) -> str:
+    """Says that a notebook ran slower than this CPU can, and why: a shared virtual machine."""
+    return (
+        f"workbook: {output.removesuffix('.ipynb')} waited for the CPU {steal:.0%} of its time "
+        "(steal: the hypervisor gave it to other virtual machines), so it took about that much "
+        "longer than this CPU needs"
+    )
 
 
 def _estimate(record: dict[str, Any], outputs: list[str], stream: TextIO) -> Estimate | None:
