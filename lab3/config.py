@@ -162,6 +162,8 @@ class TrainConfig:
         return self._switch(self.channels_last, "channels_last", auto)
 
     def use_compile(self) -> bool:
+        # auto: on a GPU only; on the CPU a compiled step is no faster than an eager one
+        # (benchmarks/results/cpu_step_compile_amd.md), so the compile time is never earned back
         return self._switch(self.compile, "compile", self.resolved_device().type == "cuda")
 
     def execution(self) -> dict[str, Any]:
