@@ -59,12 +59,17 @@ def run_row(run: Path, data: Path, scratch: Path) -> dict:
     return {"run": run.name, "seed": config.get("seed", NOT_RECORDED), **row}
 
 
-def depth_row(run: Path, data: Path, model: str, scratch: Path) -> dict:
-    """One run's scored submission and training cost."""
+def depth_row(
+    run: Path, data: Path, model: str, scratch: Path, submission: Path | None = None
+) -> dict:
+    """One run's scored submission and training cost: `submission` where the run wrote one (a
+    workbook's), else one predicted here from best.pt, in this machine's precision."""
     history = pd.read_csv(run / "history.csv")
-    submission = write_submission(
-        predict_submission(run / "best.pt", str(data), device="cpu"), scratch / f"{run.name}.csv"
-    )
+    if submission is None:
+        submission = write_submission(
+            predict_submission(run / "best.pt", str(data), device="cpu"),
+            scratch / f"{run.name}.csv",
+        )
     metrics = score(submission, data / TRUTH_CSV)
     truth = pd.read_csv(data / TRUTH_CSV)["label"]
     predicted = pd.read_csv(submission)["label"]

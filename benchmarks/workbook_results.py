@@ -104,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(record["data"])
     models = [m for m in record["models"] if (run / "runs" / m / "best.pt").is_file()]
     with tempfile.TemporaryDirectory() as scratch:
-        depths = [depth_row(run / "runs" / m, data, m, Path(scratch)) for m in models]
+        # the submissions the run handed in, as its own precision predicted them
+        depths = [
+            depth_row(run / "runs" / m, data, m, Path(scratch), run / "submissions" / f"{m}.csv")
+            for m in models
+        ]
     execution = json.loads((run / "runs" / models[0] / "config.json").read_text())["execution"]
     notebooks, ablation = notebook_rows(record), ablation_rows(run)
     phases = phase_rows(run, record)

@@ -505,14 +505,24 @@ def test_benchmark_results_scripts_read_the_finished_run(
     run: Path, small_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """benchmarks/workbook_results.py and recipe_results.py on a real finished run: each depth's
-    submission scored (the scripts share `depth_row`), written with the provenance header."""
+    submission scored (the scripts share `depth_row`), written with the provenance header. The
+    workbook's are the submissions the run wrote, in the precision it ran in, never predicted
+    again here (another precision can move an image); recipe_results predicts them again, and
+    on the same machine gets the same scores."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import recipe_results
     import workbook_results
 
     for module in (workbook_results, recipe_results):
         monkeypatch.setattr(module, "RESULTS", tmp_path)
+    predict = recipe_results.predict_submission
+
+    def predicted_again(*args, **kwargs):
+        raise AssertionError("workbook_results predicted the test split again")
+
+    monkeypatch.setattr(recipe_results, "predict_submission", predicted_again)
     assert workbook_results.main(["--run", str(run), "--name", "w", "--command", "make run"]) == 0
+    monkeypatch.setattr(recipe_results, "predict_submission", predict)
     depths = json.loads((tmp_path / "w.json").read_text())["depths"]
     assert [d["model"] for d in depths] == list(MODELS)
     assert all(0 <= d["test_acc_tta"] <= 1 and d["test_images"] > 0 for d in depths)
