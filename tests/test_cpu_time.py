@@ -28,6 +28,9 @@ def write_stat(path: Path, user=0, system=0, idle=0, iowait=0, softirq=0, steal=
 def test_counters_are_read_by_kind(tmp_path: Path) -> None:
     stat = write_stat(tmp_path / "stat", user=70, system=20, idle=5, iowait=3, softirq=2, steal=9)
     assert CpuTimes.now(stat) == CpuTimes(busy=92, idle=8, steal=9)
+    # an old kernel writes only user, nice, system and idle: the rest count as none
+    (tmp_path / "old").write_text("cpu  5 1 3 2\n")
+    assert CpuTimes.now(tmp_path / "old") == CpuTimes(busy=9, idle=2, steal=0)
 
 
 def test_shares_between_two_readings(tmp_path: Path) -> None:
@@ -36,6 +39,10 @@ def test_shares_between_two_readings(tmp_path: Path) -> None:
     # 150 busy, 30 idle, 20 stolen ticks out of 200
     assert after.shares_since(before) == {"cpu_busy": 0.75, "cpu_steal": 0.1}
     assert before.shares_since(before) is None  # no time passed
+    thirds = CpuTimes(busy=1, idle=1, steal=1)
+    assert thirds.shares_since(CpuTimes(0, 0, 0)) == {"cpu_busy": 0.333, "cpu_steal": 0.333}
+    one_tick = CpuTimes(busy=1, idle=0, steal=0)
+    assert one_tick.shares_since(CpuTimes(0, 0, 0)) == {"cpu_busy": 1.0, "cpu_steal": 0.0}
 
 
 @pytest.mark.parametrize("text", ["", "intr 5 6\n", "cpu  1 x 3\n"])
@@ -52,6 +59,10 @@ def test_weighted_share_weights_by_seconds_and_skips_unrecorded() -> None:
         {"seconds": 50.0},  # a notebook of a run recorded before the shares were
     ]
     assert weighted_share(entries, "cpu_steal") == 0.3
+    assert (
+        weighted_share([{"seconds": 1, "cpu_busy": 0}, {"seconds": 2, "cpu_busy": 0.5}], "cpu_busy")
+        == 0.333
+    )
     assert weighted_share(entries[2:], "cpu_steal") is None
 
 
