@@ -35,7 +35,8 @@ test: $(BIN)/lab3
 	$(BIN)/python -m pytest -q
 
 # Mutation testing (mutmut 3; not part of `test`): the modules and tests in pyproject.toml's
-# [tool.mutmut]; MUTANTS='lab3.metrics.*' runs one module's. Writes benchmarks/results/mutants.md.
+# [tool.mutmut]; writes benchmarks/results/mutants.md. MUTANTS='lab3.metrics.*' runs one module's
+# and writes mutants/partial.md instead.
 mutants: $(BIN)/lab3
 	$(BIN)/python benchmarks/mutants.py $(foreach m,$(MUTANTS),'$(m)')
 

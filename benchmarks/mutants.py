@@ -2,9 +2,11 @@
 
 Runs ``mutmut run`` over the modules and tests ``[tool.mutmut]`` in pyproject.toml names (or only
 the mutants matching the globs given), then counts each module's mutants by outcome from mutmut's
-own records (``mutants/**/*.py.meta``) and writes ``benchmarks/results/mutants.md``: killed,
-survived, equivalent (survivors listed in ``[tool.mutmut].equivalent`` with a one-line reason
-each), no tests (no selected test runs the function), timeouts, and the survivors left.
+own records (``mutants/**/*.py.meta``) and writes ``benchmarks/results/mutants.md`` (for globs
+``mutants/partial.md``, beside mutmut's own files, which also counts what earlier runs left
+there): killed, survived, equivalent (survivors listed in ``[tool.mutmut].equivalent`` with a
+one-line reason each), no tests (no selected test runs the function), timeouts, and the
+survivors left.
 
     python benchmarks/mutants.py                       # every mutant (make mutants)
     python benchmarks/mutants.py 'lab3.metrics.*'      # one module's
@@ -31,6 +33,8 @@ from lab3.bench.provenance import command_line, provenance, write_results  # noq
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mutants"  # .json and .md
+# where a run of some mutants (globs) reports: never over the committed full run's file
+PARTIAL = ROOT / "mutants" / "partial"
 # mutmut's exit codes (mutmut/stats.py): what each means for a mutant
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
           36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
@@ -87,7 +91,7 @@ def table(
     return "\n".join(lines), left, per_module
 
 
-def write_mutants(command: str, notes: str = "") -> Path:
+def write_mutants(command: str, notes: str = "", out: Path = RESULTS) -> Path:
     settings = config()
     equivalent = settings.get("equivalent", {})
     codes = outcomes()
@@ -117,7 +121,7 @@ def write_mutants(command: str, notes: str = "") -> Path:
     parts += [f"- `{name}`" for name in left] or ["none"]
     document = {"modules": per_module, "survivors": left, "equivalent": equivalent}
     _, md_path = write_results(
-        RESULTS, provenance(command), document, "Mutation testing (mutmut 3)", "\n".join(parts)
+        out, provenance(command), document, "Mutation testing (mutmut 3)", "\n".join(parts)
     )
     return md_path
 
@@ -138,6 +142,12 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="recount the last run")
     parser.add_argument("--notes", default="", help="a paragraph for the results file")
     parser.add_argument("--notes-file", type=Path, help="the same, read from a file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the results path without suffix (default: benchmarks/results/mutants for every "
+        "mutant, mutants/partial for globs, so a partial run never replaces the committed file)",
+    )
     args = parser.parse_args()
     if args.notes_file is not None:
         args.notes = args.notes_file.read_text()
@@ -148,7 +158,8 @@ def main() -> int:
         if code != 0:
             print(f"mutmut ended with exit code {code}", file=sys.stderr)
             return code
-    path = write_mutants(f"{command_line()} (runs: {shlex.join(command)})", args.notes)
+    out = args.out or (PARTIAL if args.mutants else RESULTS)
+    path = write_mutants(f"{command_line()} (runs: {shlex.join(command)})", args.notes, out)
     print(path.read_text())
     return 0
 
