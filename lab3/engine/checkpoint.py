@@ -7,6 +7,8 @@ loads without unpickling arbitrary objects.
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,33 @@ from lab3.models import build_model, torchvision_name
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write `state` atomically: a failed write leaves the previous file as it was. A write that
+    failed for want of disk space says so, in one line, instead of torch's text."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as err:
+        # torch's writer reports a full disk as "unexpected pos ..."; Python's as ENOSPC
+        needed, free = state_bytes(state), shutil.disk_usage(path.parent).free
+        if getattr(err, "errno", None) != errno.ENOSPC and free >= needed:
+            raise
+        raise UserError(
+            f"no room to write {path.name}: it needs about {needed / 2**20:.0f} MiB and "
+            f"{free / 2**20:.0f} MiB are free on that disk; free some space, then continue with "
+            f"--resume (the files written before are intact)",
+            path.parent,
+        ) from None
+
+
+def state_bytes(value: Any) -> int:
+    """The bytes of the tensors in a (nested) checkpoint state: about what torch.save writes."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(state_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(state_bytes(v) for v in value)
+    return 0
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
