@@ -1,4 +1,4 @@
-"""A checkpoint that cannot be written for want of disk space: one line, the old file intact."""
+"""A file that cannot be written for want of disk space: one line, the old file intact."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from lab3.engine.checkpoint import save_checkpoint, state_bytes
 from lab3.errors import UserError
+from lab3.fileio import write_text_atomic
 
 MIB = 2**20
 # what torch's zip writer says when the disk fills under it
@@ -74,3 +75,25 @@ def test_another_write_error_keeps_its_own_text(
     with pytest.raises(RuntimeError, match="unexpected pos"):
         save_checkpoint(tmp_path / "best.pt", state(1))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_any_atomic_write_names_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same line for every file written atomically (history, config, reports), where Python
+    reports ENOSPC; the old file stays."""
+    history = tmp_path / "history.csv"
+    write_text_atomic(history, "epoch\n1\n")
+
+    def full(self, text) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    free_space(monkeypatch, 3 * MIB)
+    with pytest.raises(UserError) as caught:
+        write_text_atomic(history, "epoch\n1\n2\n")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path}: no room to write history.csv: 3 MiB are free")
+    assert "needs" not in message and "--resume" in message
+    assert history.read_bytes() == b"epoch\n1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv"]

@@ -7,8 +7,6 @@ loads without unpickling arbitrary objects.
 
 from __future__ import annotations
 
-import errno
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +19,10 @@ from lab3.models import build_model, torchvision_name
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` atomically: a failed write leaves the previous file as it was. A write that
-    failed for want of disk space says so, in one line, instead of torch's text."""
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-    except (OSError, RuntimeError) as err:
-        # torch's writer reports a full disk as "unexpected pos ..."; Python's as ENOSPC
-        needed, free = state_bytes(state), shutil.disk_usage(path.parent).free
-        if getattr(err, "errno", None) != errno.ENOSPC and free >= needed:
-            raise
-        raise UserError(
-            f"no room to write {path.name}: it needs about {needed / 2**20:.0f} MiB and "
-            f"{free / 2**20:.0f} MiB are free on that disk; free some space, then continue with "
-            f"--resume (the files written before are intact)",
-            path.parent,
-        ) from None
+    """Write `state` atomically: a failed write leaves the previous file as it was. torch's
+    writer reports a full disk as "unexpected pos ...", not ENOSPC: the state's size tells."""
+    with atomic_path(path, needed=state_bytes(state)) as tmp:
+        torch.save(state, tmp)
 
 
 def state_bytes(value: Any) -> int:
