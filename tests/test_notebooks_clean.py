@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from lab3.config import TrainConfig
 from lab3.workbook.report import SECTION_TAGS
 from lab3.workbook.runner import NOTEBOOKS, NOTEBOOKS_DIR, TRAIN_NOTEBOOK
 
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS = {"data_dir", "run_dir", "profile", "models", "device"}
 # the opt-in comparison from ImageNet weights (outside the course's rules): 04 and 05 only
 PRETRAINED_NOTEBOOKS = {"04_train", "05_evaluation_and_report"}
+# the notebooks that load the data take the split mode (C-NMC layouts); 03 reads no data
+SPLIT_MODE_NOTEBOOKS = set(NOTEBOOKS) - {"03_resnet_definitions"}
 MAX_CODE_LINES = 15  # a notebook cell is glue; anything longer belongs in lab3
 
 
@@ -63,11 +66,14 @@ def test_one_parameters_cell_with_defaults_for_jupyterlab(name: str) -> None:
         assigned[node.targets[0].id] = ast.literal_eval(node.value)
     expected = PARAMETERS | ({"model", "nproc"} if name == TRAIN_NOTEBOOK else set())
     expected |= {"pretrained"} if name in PRETRAINED_NOTEBOOKS else set()
+    expected |= {"split_mode"} if name in SPLIT_MODE_NOTEBOOKS else set()
     assert set(assigned) == expected
     # Opened in JupyterLab from notebooks/, the defaults point at the repo's folders.
     assert assigned["data_dir"] == "../data/synthetic"
     assert assigned["run_dir"].startswith("../outputs/")
     assert assigned["device"] == "auto"
+    if name in SPLIT_MODE_NOTEBOOKS:
+        assert assigned["split_mode"] == TrainConfig.split_mode  # the config's default
     if name == TRAIN_NOTEBOOK:
         assert assigned["model"] in assigned["models"].split(",")
         assert assigned["nproc"] == 1  # one process unless `lab3 run --nproc N`

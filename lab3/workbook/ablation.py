@@ -114,6 +114,7 @@ def run_ablation(
     device: str = "auto",
     tta: Sequence[int] = ABLATION_TTA,
     progress: bool | None = None,
+    split_mode: str | None = None,
 ) -> pd.DataFrame:
     """Train `model` once per preprocessing variant into `out_dir/<variant>/` and evaluate the
     best checkpoint on the validation split with each number of TTA views.
@@ -139,6 +140,7 @@ def run_ablation(
             out=str(out_dir / slug(spec)),
             preprocess=spec,
             device=device,
+            split_mode=split_mode,  # None: the config's default
             **settings,
         )
         result = fit_or_resume(config, progress=progress)
