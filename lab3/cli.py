@@ -16,11 +16,17 @@ RUN_DEFAULTS = {
     "profile": "quick",
     "models": "resnet18,resnet50,resnet152",
     "nproc": 1,
+    "split_mode": "stratified",  # TrainConfig's default
 }
+SPLIT_MODE_HELP = (
+    "how a layout without a split of its own (C-NMC's folds) is split: random, stratified "
+    "(per image, as the course does; default), or subject (each patient's cells in one split)"
+)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from lab3.config import MODEL_NAMES, PROFILES
+    from lab3.data.layouts import SPLIT_MODES
 
     p = sub.add_parser(
         "train", help="train one ResNet; writes a run folder with history and checkpoints"
@@ -40,7 +46,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--config", help="start from a saved config.json (a run's settings); flags override it"
     )
     p.add_argument("--epochs", type=int, help="passes over a large training set")
-    p.add_argument("--min-steps", type=int, help="floor on optimizer steps (small sets)")
+    p.add_argument(
+        "--min-steps",
+        type=int,
+        help="floor on training in batches of --batch-size (small sets train more epochs); "
+        "it counts images seen, so N processes reach it in 1/N of the steps",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--image-size", type=int)
@@ -55,7 +66,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tta", type=int, help="dihedral views averaged at evaluation (1-8)")
     p.add_argument("--train-limit", type=int, help="use only this many training images")
-    p.add_argument("--split-mode", choices=("random", "stratified", "subject"))
+    p.add_argument("--split-mode", choices=SPLIT_MODES, help=SPLIT_MODE_HELP)
     p.add_argument(
         "--amp",
         choices=("auto", "on", "off"),
@@ -102,15 +113,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lab3.config import PROFILES
+    from lab3.data.layouts import SPLIT_MODES
+
     parser = argparse.ArgumentParser(prog="lab3", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate the synthetic default dataset (course layout)")
-    p.add_argument("--out", default="data/synthetic")
+    # --out and --size default by --kind, so their defaults are None here: a value given
+    # explicitly, even one equal to the other kind's default, is always the one used
+    p.add_argument("--out", help="default data/synthetic (retinopathy: data/retinopathy)")
     p.add_argument("--train", type=int)
     p.add_argument("--valid", type=int)
     p.add_argument("--test", type=int)
-    p.add_argument("--size", type=int, default=450)
+    p.add_argument("--size", type=int, help="image side in pixels (default 450; retinopathy 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--force", action="store_true", help="replace a dataset already in --out (nothing else)"
@@ -130,9 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--data", default="data/synthetic")
     s.add_argument(
-        "--image-size", type=int, help="default: the quick profile's, as `lab3 run` trains it"
+        "--profile",
+        choices=sorted(PROFILES),
+        default="quick",
+        help="the profile you will train with: the cache is built at its image size and "
+        "preprocessing, so training finds it ready (default: %(default)s)",
     )
-    s.add_argument("--preprocess", default="tightcrop")
+    s.add_argument("--image-size", type=int, help="default: the profile's")
+    s.add_argument("--preprocess", help="default: the profile's (e.g. tightcrop)")
+    s.add_argument("--split-mode", choices=SPLIT_MODES, help=SPLIT_MODE_HELP)
 
     _add_train(sub)
 
@@ -168,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue this interrupted or killed run with its own settings",
     )
     p.add_argument("--nproc", type=int, help="processes training each depth (torchrun, DDP)")
+    p.add_argument("--split-mode", choices=SPLIT_MODES, help=SPLIT_MODE_HELP)
     p.add_argument(
         "--pretrained",
         action="store_true",
@@ -223,12 +246,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "synth":
         return _synth(args)
     if args.command == "data":
-        from lab3.config import make_config
-        from lab3.data.summary import dataset_summary
-
-        size = args.image_size or make_config("quick").image_size
-        print(dataset_summary(args.data, image_size=size, preprocess=args.preprocess))
-        return 0
+        return _data_summary(args)
     if args.command == "train":
         return _train(args)
     if args.command == "evaluate":
@@ -288,8 +306,31 @@ def _run(args: argparse.Namespace) -> int:
             )
         resume_workbook(args.resume)
         return 0
+    from lab3.workbook.gpu_notice import cpu_fallback_notice
+
     settings = {name: getattr(args, name) or default for name, default in RUN_DEFAULTS.items()}
+    notice = cpu_fallback_notice(settings["profile"])
+    if notice is not None:
+        print(f"lab3 run: {notice}", file=sys.stderr)
     run_workbook(**settings, out=args.out, pretrained=args.pretrained)
+    return 0
+
+
+def _data_summary(args: argparse.Namespace) -> int:
+    """The folder's layout and counts; its cache is built at the size `--profile` trains at, so
+    the `lab3 run --profile` that follows decodes nothing again."""
+    from lab3.config import make_config
+    from lab3.data.summary import dataset_summary
+
+    config = make_config(args.profile, image_size=args.image_size, preprocess=args.preprocess)
+    print(
+        dataset_summary(
+            args.data,
+            image_size=config.image_size,
+            preprocess=config.preprocess,
+            split_mode=args.split_mode or config.split_mode,
+        )
+    )
     return 0
 
 
@@ -303,12 +344,13 @@ def _synth(args: argparse.Namespace) -> int:
         "valid": args.valid if args.valid is not None else synthetic.DEFAULT_VALID,
         "test": args.test if args.test is not None else synthetic.DEFAULT_TEST,
     }
+    out = Path(args.out or synthetic.DEFAULT_OUT)
+    size = args.size if args.size is not None else synthetic.DEFAULT_SIZE
     meta = synthetic.write_synthetic_dataset(
-        Path(args.out), **counts, size=args.size, seed=args.seed, force=args.force
+        out, **counts, size=size, seed=args.seed, force=args.force
     )
     print(
-        f"wrote {len(meta)} images to {args.out} "
-        f"({counts['train']}/{counts['valid']}/{counts['test']})"
+        f"wrote {len(meta)} images to {out} ({counts['train']}/{counts['valid']}/{counts['test']})"
     )
     return 0
 
@@ -320,10 +362,10 @@ def _synth_retinopathy(args: argparse.Namespace) -> int:
         raise UserError("the retinopathy layout has no valid split of its own; drop --valid")
     if args.force:
         raise UserError("--force replaces only a leukemia dataset; delete the old folder yourself")
-    out = Path(args.out if args.out != "data/synthetic" else retinopathy.DEFAULT_OUT)
+    out = Path(args.out or retinopathy.DEFAULT_OUT)
     train = args.train if args.train is not None else retinopathy.DEFAULT_TRAIN
     test = args.test if args.test is not None else retinopathy.DEFAULT_TEST
-    size = args.size if args.size != 450 else retinopathy.DEFAULT_SIZE
+    size = args.size if args.size is not None else retinopathy.DEFAULT_SIZE
     if size < MIN_SIZE:
         raise UserError(f"--size must be at least {MIN_SIZE} pixels, not {size}")
     plan = retinopathy.write_retinopathy_dataset(out, train, test, size=size, seed=args.seed)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from lab3 import cli
+from lab3.config import make_config
 
 
 class Called(Exception):
@@ -67,6 +68,9 @@ def test_synth_kind_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     }  # fmt: skip
     for refused in (["--valid", "5"], ["--force"], ["--size", "16"]):
         assert cli.main(["synth", "--kind", "retinopathy", *refused]) == 2
+    # a value given explicitly is used even where it equals the leukemia kind's default
+    _run(["synth", "--kind", "retinopathy", "--size", "450", "--out", "data/synthetic"])
+    assert calls[-1]["size"] == 450 and calls[-1]["out"] == Path("data/synthetic")
 
 
 def test_data_summary_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,8 +78,20 @@ def test_data_summary_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(summary, "dataset_summary", _recorder(calls, ("data",)))
-    _run(["data", "summary", "--data", "d", "--image-size", "96", "--preprocess", "equalize"])
-    assert calls[-1] == {"data": "d", "image_size": 96, "preprocess": "equalize"}
+    _run(["data", "summary", "--data", "d", "--image-size", "96", "--preprocess", "equalize",
+          "--split-mode", "subject"])  # fmt: skip
+    assert calls[-1] == {
+        "data": "d", "image_size": 96, "preprocess": "equalize", "split_mode": "subject"
+    }  # fmt: skip
+    # the cache is built at the size and preprocessing of the profile that will train on it
+    for profile in ("quick", "full"):
+        _run(["data", "summary", "--profile", profile])
+        expected = make_config(profile)
+        assert (calls[-1]["image_size"], calls[-1]["preprocess"]) == (
+            expected.image_size,
+            expected.preprocess,
+        )
+        assert calls[-1]["split_mode"] == expected.split_mode
 
 
 def test_evaluate_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,13 +148,38 @@ def test_run_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workbook, "run_workbook", _recorder(calls, ()))
     monkeypatch.setattr(workbook, "resume_workbook", _recorder(calls, ("resume",)))
     _run(["run", "--data", "d", "--profile", "tiny", "--models", "resnet18", "--out", "o",
-          "--nproc", "2"])  # fmt: skip
+          "--nproc", "2", "--split-mode", "subject"])  # fmt: skip
     assert calls[-1] == {"data": "d", "profile": "tiny", "models": "resnet18", "out": "o",
-                         "nproc": 2, "pretrained": False}  # fmt: skip
+                         "nproc": 2, "pretrained": False, "split_mode": "subject"}  # fmt: skip
     _run(["run", "--pretrained"])
     assert calls[-1] == {**cli.RUN_DEFAULTS, "out": None, "pretrained": True}
     _run(["run", "--resume", "r"])
     assert calls[-1] == {"resume": "r"}
+    assert cli.main(["run", "--resume", "r", "--split-mode", "subject"]) == 2  # its own split
+
+
+def test_run_says_up_front_when_the_gpu_recipe_will_train_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A driver too old for torch's CUDA build: torch sees no GPU, and the full profile would
+    start its hours on the CPU without a word."""
+    import shutil
+
+    import torch
+
+    from lab3.workbook import runner as workbook
+
+    monkeypatch.setattr(workbook, "run_workbook", _recorder([], ()))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    _run(["run", "--profile", "full"])
+    notice = capsys.readouterr().err
+    assert "will train on the CPU" in notice and "driver" in notice and "nvidia-smi" in notice
+    _run(["run", "--profile", "quick"])  # the CPU profile: nothing to say
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    _run(["run", "--profile", "full"])
+    assert capsys.readouterr().err == ""
 
 
 def test_explain_flags(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,15 +30,18 @@ from lab3.errors import UserError
 from lab3.workbook.runner import TRAIN_NOTEBOOK, plan
 
 # 48 training images, batches of 8: one process makes 6 steps an epoch, each of two ranks 3.
+# The floor of 12 batches is 2 epochs for one process, and must stay 2 for two (not 4).
 SETTINGS = {
     "profile": "tiny",
     "image_size": 32,
     "train_limit": 48,
     "batch_size": 8,
     "epochs": 2,
+    "min_steps": 12,
     "device": "cpu",
 }
 FLAGS = ["--profile", "tiny", "--image-size", "32", "--train-limit", "48", "--batch-size", "8"]
+FLAGS += ["--min-steps", "12"]
 PER_EPOCH = ["seconds", "images_per_s"]  # wall-clock columns, never equal between runs
 
 
@@ -191,6 +194,17 @@ def test_learning_rate_follows_the_global_batch() -> None:
     assert scaled_lr(0.1, 1, "sgd") == 0.1
     assert scaled_lr(0.1, 8, "sgd") == pytest.approx(0.8)
     assert scaled_lr(0.002, 4, "adamw") == pytest.approx(0.004)
+
+
+def test_the_step_floor_counts_images_seen_whatever_the_processes() -> None:
+    """The course data, full profile: 62 steps an epoch on one GPU, 15 on each of four, 60 in
+    all. The loop passes all processes' steps (`ddp_run` trains the 2 epochs of its floor, not
+    4: test_two_processes_write_one_history)."""
+    config = make_config("full", model="resnet50")
+    assert config.min_steps == 1000 and config.epochs == 40
+    assert config.planned_epochs(7995 // 128) == 40  # 62 steps an epoch: above the floor
+    assert config.planned_epochs(7995 // 4 // 128 * 4) == 40  # four processes' 15 steps each
+    assert config.planned_epochs(15) == 67  # what counting one process's steps would give
 
 
 def test_sync_bn_on_the_cpu_is_refused(small_synthetic: Path, tmp_path: Path) -> None:

@@ -327,6 +327,9 @@ def test_the_report_prose_reads_as_reviewed(tmp_path: Path, monkeypatch) -> None
     leaky = SimpleNamespace(name="course", root=grades.root, table=subjects)
     (grades.root / TRUTH_CSV).write_text("ID,label\n")
     sections["cells, subjects and synthetic"] = narrative.caveat_paragraph(leaky)
+    apart = subjects.assign(subject=["a", "a", "b", "c", "d", "d"])  # each subject in one split
+    by_subject = SimpleNamespace(name="cnmc", root=grades.root, table=apart)
+    sections["cells, split by subject"] = narrative.caveat_paragraph(by_subject)
     published = _imagenet_run(tmp_path, "resnet152", 0.99, published=True)
     sections["ImageNet weights, published"] = narrative.pretrained_text(
         clear, {"resnet34-imagenet": published, "resnet152-imagenet": published}

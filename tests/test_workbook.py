@@ -282,8 +282,10 @@ def test_plan_runs_training_once_per_model() -> None:
     assert "model" not in steps[0].parameters
     assert steps[0].parameters == {
         "data_dir": "/d", "run_dir": "/r", "profile": "quick",
-        "models": "resnet18,resnet152", "device": "auto",
+        "models": "resnet18,resnet152", "device": "auto", "split_mode": "stratified",
     }  # fmt: skip
+    by_subject = workbook.plan(Path("/d"), Path("/r"), "quick", ["resnet18"], split_mode="subject")
+    assert {s.parameters["split_mode"] for s in by_subject} == {"subject"}  # every notebook
 
 
 # ------------------------------------------------------------------------------ notebook glue

@@ -35,8 +35,15 @@ def image_sizes(layout: Layout, sample: int = 50) -> pd.Series:
     return pd.Series(sizes).value_counts()
 
 
-def dataset_summary(data: str | Path, image_size: int = 64, preprocess: str = "tightcrop") -> str:
-    layout = load_layout(data)
+def dataset_summary(
+    data: str | Path,
+    image_size: int = 64,
+    preprocess: str = "tightcrop",
+    split_mode: str = "stratified",
+) -> str:
+    """The folder's layout, counts per split (as `split_mode` splits a layout without a split of
+    its own) and the cache's state, after building the cache at `image_size` and `preprocess`."""
+    layout = load_layout(data, split_mode=split_mode)
     pipeline = Pipeline.for_config(preprocess, image_size)
     cache = load_or_build(layout, pipeline)
     lines = [

@@ -289,7 +289,8 @@ def _make_trainer(
         train_model = torch.compile(train_model)
     train_loader = data.loader("train", train=True)
     steps_per_epoch = len(train_loader)
-    epochs = config.planned_epochs(steps_per_epoch)
+    # the floor counts images seen: all processes' batches of an epoch, not this one's
+    epochs = config.planned_epochs(steps_per_epoch * group.world_size)
     schedule = Schedule(
         peak_lr=distributed.scaled_lr(config.lr, group.world_size, config.optimizer),
         total=steps_per_epoch * epochs,

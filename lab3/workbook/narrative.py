@@ -352,25 +352,39 @@ def caveat_paragraph(layout: Layout | None) -> str:
             )
         )
     caveats = []
-    if layout is not None:
-        shared = subjects_per_split(layout)
-        if shared is not None and "test" in shared.index and shared.loc["test", "also in train"]:
-            caveats.append(
-                f"{shared.loc['test', 'also in train']} of the {shared.loc['test', 'subjects']} "
-                "test subjects also have cells in the training split"
-            )
-        if (layout.root / METADATA_CSV).is_file() and (layout.root / TRUTH_CSV).is_file():
-            caveats.append(
-                "this run used the synthetic stand-in dataset, so its numbers show that the "
-                "pipeline works, not how well the models do on real cells"
-            )
+    shared = subjects_per_split(layout) if layout is not None else None
+    if shared is not None and "test" in shared.index and shared.loc["test", "also in train"]:
+        caveats.append(
+            f"{shared.loc['test', 'also in train']} of the {shared.loc['test', 'subjects']} "
+            "test subjects also have cells in the training split"
+        )
+    if layout is not None and _synthetic_cells(layout):
+        caveats.append(
+            "this run used the synthetic stand-in dataset, so its numbers show that the "
+            "pipeline works, not how well the models do on real cells"
+        )
+    if (
+        shared is not None
+        and not shared.drop(index="train", errors="ignore")["also in train"].any()
+    ):
+        return (
+            "Split by subject: each patient's cells sit in one split only, so the accuracies "
+            "are those of patients the networks never saw"
+            + ("; " + "; ".join(caveats) if caveats else "")
+            + "."
+        )
     return (
         "Caveat: the course split is random per image, so cells of one patient can sit in both "
         "training and test data; on real C-NMC images that leaks patient-specific staining and "
-        "makes reported accuracy optimistic (`--split-mode subject` keeps patients apart)"
-        + ("; here " + "; ".join(caveats) if caveats else "")
-        + "."
+        "makes reported accuracy optimistic (on C-NMC's folds, `lab3 run --split-mode subject`, "
+        'or `split_mode = "subject"` in the notebooks\' parameters, keeps each patient in one '
+        "split)" + ("; here " + "; ".join(caveats) if caveats else "") + "."
     )
+
+
+def _synthetic_cells(layout: Layout) -> bool:
+    """Whether the folder is `lab3 synth`'s stand-in (its metadata and truth files)."""
+    return (layout.root / METADATA_CSV).is_file() and (layout.root / TRUTH_CSV).is_file()
 
 
 def pretrained_text(

@@ -2,8 +2,8 @@
 
 The notebooks run in order: 01, 02, 03, then 04 once per model (`04_train_<model>.ipynb`), then
 05. Each receives the same parameters (the data folder and the run folder as absolute paths, the
-profile, the models as one comma string, the device; 04 also its `model`), so every file a run
-writes lands in one place::
+profile, the models as one comma string, the device, the split mode; 04 also its `model`), so
+every file a run writes lands in one place::
 
     outputs/<timestamp>/notebooks/     the executed notebooks (what `lab3 report` reads)
                         runs/<model>/  training run folders (history, checkpoints)
@@ -81,15 +81,18 @@ def plan(
     device: str = "auto",
     nproc: int = 1,
     pretrained: bool = False,
+    split_mode: str = "stratified",
 ) -> list[NotebookRun]:
     """The notebook executions of one run, in order; 04 trains with `nproc` processes, and 04 and
-    05 learn whether each depth is also trained from ImageNet weights (`pretrained`)."""
+    05 learn whether each depth is also trained from ImageNet weights (`pretrained`). Every
+    notebook gets `split_mode`, so all of them split a C-NMC folder the same way."""
     common = {
         "data_dir": str(data),
         "run_dir": str(run_dir),
         "profile": profile,
         "models": ",".join(models),
         "device": device,
+        "split_mode": split_mode,
     }
     steps = []
     for name in NOTEBOOKS:
@@ -207,8 +210,12 @@ def run_workbook(
     nproc: int = 1,
     stream: TextIO | None = None,
     pretrained: bool = False,
+    split_mode: str = "stratified",
 ) -> Path:
     """Execute every notebook of the workbook into a new run folder; returns the folder.
+
+    `split_mode` splits a layout without a split of its own (C-NMC's folds): `subject` keeps
+    each patient's cells in one split, where the course's per-image split flatters accuracy.
 
     `pretrained` (outside the course's rules, off by default) also trains each depth from
     ImageNet weights; those weights are fetched (or found missing) before the run folder exists.
@@ -229,7 +236,8 @@ def run_workbook(
     # a bad data folder (unknown layout, one class, fewer images than a batch) fails here, in
     # seconds, with each depth's settings as notebook 04 will make them
     for model in models:
-        layout = check_trainable(make_config(profile, model=model, data=str(data)), nproc)
+        config = make_config(profile, model=model, data=str(data), split_mode=split_mode)
+        layout = check_trainable(config, nproc)
     data_dir = layout.root
     kernel = _kernel(kernel_name, sources)
     if pretrained:
@@ -245,6 +253,7 @@ def run_workbook(
         "device": device,
         "nproc": nproc,
         "pretrained": bool(pretrained),
+        "split_mode": split_mode,
         "started": _now(),
         "notebooks": [],
     }
@@ -296,6 +305,7 @@ def _execute(
         record["device"],
         record.get("nproc", 1),
         bool(record.get("pretrained", False)),
+        _split_mode(record),
     )
     executed = run / "notebooks"
     done = {
@@ -358,6 +368,11 @@ def _execute(
     return run
 
 
+def _split_mode(record: dict[str, Any]) -> str:
+    """The run's split mode; runs recorded before the workbook took one split per image."""
+    return str(record.get("split_mode", "stratified"))
+
+
 def _cpu_shares(before: CpuTimes | None) -> dict[str, float]:
     """The machine's busy and stolen CPU shares since `before`; empty where they are unknown."""
     after = CpuTimes.now()
@@ -385,7 +400,7 @@ def _estimate(record: dict[str, Any], outputs: list[str], stream: TextIO) -> Est
         return None
     try:
         estimate = estimate_run(
-            load_layout(record["data"]),
+            load_layout(record["data"], split_mode=_split_mode(record)),
             record["profile"],
             record["models"],
             outputs,
