@@ -2,9 +2,11 @@
 
 Host steps are composed from a config string such as ``"tightcrop,equalize,resize:224"``:
 
-* ``tightcrop[:margin]`` crops to the cell (bounding box of non-black pixels plus a margin, made
-  square). C-NMC cells fill about a fifth of the 450x450 frame, so resizing the whole frame to
-  224 throws away most of the resolution the chromatin texture lives in.
+* ``tightcrop[:margin]`` crops to the cell (its bounding box plus a margin, made square): the
+  non-black pixels on a black frame, the stained nucleus and its cytoplasm on a smear's own
+  background (`lab3.data.locate`). C-NMC cells fill about a fifth of the 450x450 frame, so
+  resizing the whole frame to 224 throws away most of the resolution the chromatin texture
+  lives in.
 * ``centercrop:N`` keeps the central NxN pixels.
 * ``resize:N`` resizes to NxN with area-averaging (antialiased).
 * ``grey`` converts to one luminance channel.
@@ -27,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from lab3.data.locate import cell_box, foreground_mask
 from lab3.errors import UserError
-
-BLACK_THRESHOLD = 12  # a pixel is background when all channels are at most this (JPEG/BMP noise)
 
 
 @dataclass(frozen=True)
@@ -44,20 +45,13 @@ class Step:
         return f"{self.name}:{value}"
 
 
-def foreground_mask(image: np.ndarray) -> np.ndarray:
-    """True where the pixel belongs to the cell rather than the black background."""
-    return np.atleast_3d(image).max(axis=2) > BLACK_THRESHOLD
-
-
 def tight_crop(image: np.ndarray, margin: float = 0.05) -> np.ndarray:
-    """Square crop around the cell's bounding box plus `margin` (a fraction of its side)."""
-    mask = foreground_mask(image)
-    if not mask.any():
+    """Square crop around the cell's bounding box plus `margin` (a fraction of its side); the
+    cell is found on any background (`lab3.data.locate.cell_box`)."""
+    box = cell_box(image)
+    if box is None:
         return image
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
-    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    cy, cx, side = box
     side = int(math.ceil(side * (1 + 2 * margin)))
     top, left = int(round(cy - side / 2)), int(round(cx - side / 2))
     out = np.zeros((side, side, *image.shape[2:]), dtype=image.dtype)
