@@ -9,6 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= data/synthetic
 PROFILE ?= quick
+# how C-NMC's folds are split: stratified (per image, as the course), random, or subject (each
+# patient's cells in one split); the course's CSVs and the synthetic default keep their own split
+SPLIT ?= stratified
 
 .PHONY: install run test lab data lint mutants clean-outputs
 
@@ -28,8 +31,13 @@ data: $(BIN)/lab3
 	    test -f $(DATA)/train.csv || $(BIN)/lab3 synth --out $(DATA); fi
 
 run: data
-	$(BIN)/lab3 run --data $(DATA) --profile $(PROFILE)
+	$(BIN)/lab3 run --data $(DATA) --profile $(PROFILE) --split-mode $(SPLIT)
 	$(BIN)/lab3 report --run outputs/latest
+
+# deletes every workbook run in outputs/ (notebooks, weights, figures, submissions, reports);
+# the data, the image cache and the environment stay
+clean-outputs:
+	rm -rf outputs
 
 test: $(BIN)/lab3
 	$(BIN)/python -m pytest -q

@@ -210,3 +210,14 @@ def test_a_heading_and_its_lead_in_go_to_the_page_of_their_figure(tmp_path):
         for k in range(4)
     ]
     assert heading_pages == figure_pages
+
+
+def test_a_percentage_in_a_table_cell_stays_on_one_line(tmp_path):
+    """The PDF's attention table printed "67.9" over "%": the space inside a value let a narrow
+    column break it. Table cells get a non-breaking space; prose keeps its ordinary one."""
+    table = "<table><tr><th>68.0 %</th><td>67.9 %</td><td>3 %\n</td></tr></table>"
+    cell = new_code_cell("", outputs=[new_output("display_data", data={"text/html": table})])
+    notebook = new_notebook(cells=[new_markdown_cell("A share of 67.9 % in prose."), cell])
+    page = report.render_html(notebook, tmp_path)
+    assert "<td>67.9&nbsp;%</td>" in page and "<th>68.0&nbsp;%</th>" in page
+    assert "3&nbsp;%\n</td>" in page and "67.9 % in prose" in page

@@ -255,6 +255,7 @@ def render_html(
     body, _resources = exporter.from_notebook_node(report, resources=resources)
     # nbconvert embeds only files below the notebooks' folder; the run's figures/ sits beside it.
     body = _embed_local_images(body, Path(notebooks_dir), Path(root or Path(notebooks_dir).parent))
+    body = _UNIT_SPACE.sub(r"\1&nbsp;\2", body)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -264,6 +265,9 @@ def render_html(
     )
 
 
+# "67.9 %" in a table cell: a narrow column broke the line at the space and printed the "%"
+# under the number; a non-breaking space keeps each value on one line.
+_UNIT_SPACE = re.compile(r"(\d) (%)(?=\s*</t[dh]>)")
 _IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=)(["\'])(.*?)\2', re.IGNORECASE | re.DOTALL)
 
 
