@@ -285,7 +285,8 @@ def test_plan_runs_training_once_per_model() -> None:
         "models": "resnet18,resnet152", "device": "auto", "split_mode": "stratified",
     }  # fmt: skip
     by_subject = workbook.plan(Path("/d"), Path("/r"), "quick", ["resnet18"], split_mode="subject")
-    assert {s.parameters["split_mode"] for s in by_subject} == {"subject"}  # every notebook
+    modes = {s.source: s.parameters.get("split_mode") for s in by_subject}
+    assert modes == {**dict.fromkeys(workbook.NOTEBOOKS, "subject"), "03_resnet_definitions": None}
 
 
 # ------------------------------------------------------------------------------ notebook glue

@@ -59,6 +59,8 @@ NOTEBOOKS = (
 TRAIN_NOTEBOOK = "04_train"  # executed once per depth
 # The notebooks that train: their kernels' lines (epochs, ablation runs) are shown as they come.
 TRAINING_NOTEBOOKS = frozenset({"02_preprocessing_experiments", TRAIN_NOTEBOOK})
+# The notebook that reads no data, and so takes no split_mode.
+NO_DATA_NOTEBOOKS = frozenset({"03_resnet_definitions"})
 # A notebook that lost this share of the CPU time to other virtual machines says so.
 STEAL_NOTICE = 0.1
 KERNEL_LOG = "kernels.log"  # the kernels' own stderr (start-up warnings), in the run folder
@@ -85,17 +87,17 @@ def plan(
 ) -> list[NotebookRun]:
     """The notebook executions of one run, in order; 04 trains with `nproc` processes, and 04 and
     05 learn whether each depth is also trained from ImageNet weights (`pretrained`). Every
-    notebook gets `split_mode`, so all of them split a C-NMC folder the same way."""
-    common = {
-        "data_dir": str(data),
-        "run_dir": str(run_dir),
-        "profile": profile,
-        "models": ",".join(models),
-        "device": device,
-        "split_mode": split_mode,
-    }
+    notebook that reads the data gets `split_mode`, so all split a C-NMC folder the same way."""
     steps = []
     for name in NOTEBOOKS:
+        common = {
+            "data_dir": str(data),
+            "run_dir": str(run_dir),
+            "profile": profile,
+            "models": ",".join(models),
+            "device": device,
+            **({} if name in NO_DATA_NOTEBOOKS else {"split_mode": split_mode}),
+        }
         if name == TRAIN_NOTEBOOK:
             for model in models:
                 params = {**common, "model": model, "nproc": nproc, "pretrained": pretrained}
