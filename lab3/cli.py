@@ -25,7 +25,7 @@ SPLIT_MODE_HELP = (
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from lab3.config import MODEL_NAMES, PROFILES
+    from lab3.config import AMP_CHOICES, MODEL_NAMES, PROFILES
     from lab3.data.layouts import SPLIT_MODES
 
     p = sub.add_parser(
@@ -69,8 +69,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-mode", choices=SPLIT_MODES, help=SPLIT_MODE_HELP)
     p.add_argument(
         "--amp",
-        choices=("auto", "on", "off"),
-        help="bf16 autocast; auto: on for CUDA and for CPUs with native bf16",
+        choices=AMP_CHOICES,
+        help="mixed precision; auto: bf16 where native (GPUs from compute capability 8.0, CPUs "
+        "with AVX512-BF16/AMX), fp16 with loss scaling on older GPUs, float32 on other CPUs",
     )
     p.add_argument(
         "--compile",

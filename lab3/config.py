@@ -71,9 +71,13 @@ class TrainConfig:
     train_limit: int = 0  # use only this many training images (0 = all); for quick ablations
     tta: int = 1  # dihedral views averaged at evaluation (1 = none, 8 = all)
     # execution
-    # auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), where it makes a
-    # training step about 1.5x faster (benchmarks/results/cpu_step.md); float32 elsewhere
-    amp: str = "auto"  # auto | bf16 | off
+    # mixed precision (`TrainConfig.precision`). auto: bf16 autocast where the hardware computes
+    # bf16 natively (NVIDIA GPUs from compute capability 8.0, Ampere; CPUs with AVX512-BF16 or AMX,
+    # where a step is about 1.5x faster, benchmarks/results/cpu_step.md); fp16 autocast with
+    # gradient scaling on older GPUs (T4, P100, V100, GTX 10 / RTX 20), where bf16 is emulated or
+    # fails; float32 on other CPUs, where emulated bf16 is slower. on: the device's low precision
+    # even where it is emulated; bf16 / fp16 force one; off: float32.
+    amp: str = "auto"  # auto | on | bf16 | fp16 | off
     # auto: on on the CPU, in either precision (a step takes 0.86-0.97x the time of the
     # contiguous layout in float32 for ResNet50/152, benchmarks/results/cpu_step_*.md), and on
     # CUDA where amp is
@@ -138,24 +142,51 @@ class TrainConfig:
         return torch.device(self.device)
 
     def _switch(self, value: str, name: str, auto: bool) -> bool:
-        if value not in ("auto", "on", "off", "bf16"):
+        if value not in ("auto", "on", "off"):
             raise UserError(f"{name} must be auto, on or off, not {value!r}")
         if value == "auto":
             return auto
-        return value in ("on", "bf16")
+        return value == "on"
 
-    def _fast_bf16(self) -> bool:
-        """Whether bf16 autocast pays on the resolved device."""
-        return self.resolved_device().type == "cuda" or cpu_has_native_bf16()
+    def precision(self) -> str:
+        """The training precision on the resolved device: "bf16", "fp16" or "float32"."""
+        return self._precision_and_reason()[0]
+
+    def _precision_and_reason(self) -> tuple[str, str]:
+        if self.amp not in AMP_CHOICES:
+            raise UserError(f"amp must be one of {', '.join(AMP_CHOICES)}, not {self.amp!r}")
+        if self.amp in ("bf16", "fp16"):
+            return self.amp, f"--amp {self.amp}"
+        if self.amp == "off":
+            return "float32", "--amp off"
+        device = self.resolved_device()
+        if device.type == "cuda":
+            return _cuda_precision(device, emulated_ok=self.amp == "on")
+        if self.amp == "on":
+            return "bf16", "--amp on"
+        if (forced := native_bf16_override()) is not None:
+            return ("bf16" if forced == "1" else "float32"), (
+                f"{NATIVE_BF16_ENV}={forced} overrides the CPU probe"
+            )
+        if cpu_has_native_bf16():
+            return "bf16", "this CPU computes bf16 natively"
+        return "float32", "no native support on this CPU"
 
     def use_amp(self) -> bool:
-        return self._switch(self.amp, "amp", self._fast_bf16())
+        """Whether training runs under autocast (bf16 or fp16), not in float32."""
+        return self.precision() != "float32"
+
+    def uses_loss_scaling(self) -> bool:
+        """fp16 needs its loss scaled (`torch.amp.GradScaler`): small gradients underflow in
+        float16's narrow range; bf16 has float32's range and needs none."""
+        return self.precision() == "fp16"
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast where amp is on (no loss scaling needed), else a no-op."""
-        if not self.use_amp():
+        """Autocast in the run's precision where amp is on, else a no-op."""
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision())
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.resolved_device().type, dtype=torch.bfloat16)
+        return torch.autocast(self.resolved_device().type, dtype=dtype)
 
     def use_channels_last(self) -> bool:
         auto = self.resolved_device().type == "cpu" or self.use_amp()
@@ -167,27 +198,39 @@ class TrainConfig:
         return self._switch(self.compile, "compile", self.resolved_device().type == "cuda")
 
     def execution(self) -> dict[str, Any]:
-        """The machine-dependent choices this config resolves to, and why bf16 is on or off:
+        """The machine-dependent choices this config resolves to, and why this precision:
         saved beside the settings (config.json) and stated in the report."""
-        device = self.resolved_device().type
-        bf16 = self.use_amp()
-        if self.amp != "auto":
-            why = f"--amp {self.amp}"
-        elif device == "cuda":
-            why = "CUDA"
-        elif (forced := native_bf16_override()) is not None:
-            why = f"{NATIVE_BF16_ENV}={forced} overrides the CPU probe"
-        elif bf16:
-            why = "this CPU computes bf16 natively"
-        else:
-            why = "no native support on this CPU"
+        precision, why = self._precision_and_reason()
         return {
-            "device": device,
-            "bf16": bf16,
+            "device": self.resolved_device().type,
+            "precision": precision,
+            "bf16": precision == "bf16",
             "channels_last": self.use_channels_last(),
             "compile": self.use_compile(),
             "bf16_reason": why,
         }
+
+
+AMP_CHOICES = ("auto", "on", "bf16", "fp16", "off")
+
+# bf16 is native on NVIDIA GPUs from compute capability 8.0 (Ampere: A100, RTX 30); below it
+# (T4 7.5, V100 7.0, P100 6.0, GTX 10 6.1) fp16 with gradient scaling is the standard.
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+def cuda_capability(device: torch.device) -> tuple[int, int]:
+    """(major, minor) compute capability of a CUDA device; tests stub this."""
+    return tuple(torch.cuda.get_device_capability(device))  # type: ignore[return-value]
+
+
+def _cuda_precision(device: torch.device, emulated_ok: bool) -> tuple[str, str]:
+    major, minor = cuda_capability(device)
+    where = f"CUDA compute capability {major}.{minor}"
+    if (major, minor) >= NATIVE_BF16_CAPABILITY:
+        return "bf16", f"{where} computes bf16 natively"
+    if emulated_ok:
+        return "bf16", f"--amp on (bf16 is emulated on {where})"
+    return "fp16", f"{where} has no native bf16: fp16 with gradient scaling"
 
 
 # Overrides the CPU probe below with 1 or 0: measure or test the other class of CPU on this one.
@@ -314,6 +357,7 @@ def _validate(config: TrainConfig) -> None:
         "class_balance": ("none", "weights", "sampler"),
         "split_mode": ("random", "stratified", "subject"),
         "device": ("auto", "cpu", "cuda"),
+        "amp": AMP_CHOICES,
     }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:

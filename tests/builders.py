@@ -17,10 +17,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from lab3.config import TrainConfig
@@ -213,3 +216,46 @@ def model_results(
     evaluations = {s: constructed_evaluation(accuracy, n, blast_share, s) for s in SPLITS}
     config = TrainConfig(model=model, tta=tta)
     return ModelResults(model, Path(model), config, history, evaluations)
+
+
+# The tiny recipe of the command-line training tests, and the history columns they compare.
+TINY = ["--profile", "tiny", "--image-size", "32", "--train-limit", "32", "--device", "cpu"]
+METRIC_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+]
+
+
+def train_in_subprocess(
+    data: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`lab3 train` of ResNet18 in a child process (which a fault hook may kill)."""
+    command = [
+        sys.executable,
+        "-m",
+        "lab3",
+        "train",
+        "--model",
+        "resnet18",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TINY,
+        *extra,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
+    )
+
+
+def tensors_equal(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from builders import METRIC_COLUMNS, TINY, tensors_equal, train_in_subprocess
 
 from lab3.cli import main
 from lab3.config import TrainConfig, make_config
@@ -21,45 +21,11 @@ from lab3.engine.loop import fit
 from lab3.engine.optim import lr_factor
 from lab3.errors import UserError
 
-TINY = ["--profile", "tiny", "--image-size", "32", "--train-limit", "32", "--device", "cpu"]
-METRIC_COLUMNS = [
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "valid_loss",
-    "valid_acc",
-    "test_loss",
-    "test_acc",
-    "lr",
-]
-
 
 def _cli_train(data: Path, out: Path, *extra: str) -> int:
     """`lab3 train` in this process with the tiny recipe; returns the exit code."""
     args = ["--model", "resnet18", "--data", str(data), "--out", str(out), *TINY, *extra]
     return main(["train", *args])
-
-
-def _train(
-    data: Path, out: Path, *extra: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "lab3",
-        "train",
-        "--model",
-        "resnet18",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        *TINY,
-        *extra,
-    ]
-    return subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
-    )
 
 
 def test_round_trip_train_evaluate_predict_score(
@@ -112,12 +78,6 @@ def test_round_trip_train_evaluate_predict_score(
     )
 
 
-def _tensors_equal(a: dict | None, b: dict | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-
-
 def test_resume_after_a_real_kill_equals_an_uninterrupted_run(
     small_synthetic: Path, tmp_path: Path
 ) -> None:
@@ -128,19 +88,21 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(
     Catches a resume that forgets the best validation accuracy so far (a later, worse epoch
     overwrites best.pt), that restarts the weight average, the schedule or the random state."""
     epochs, ema = "3", ("--ema", "0.9")
-    straight = _train(small_synthetic, tmp_path / "straight", "--epochs", epochs, *ema)
+    straight = train_in_subprocess(small_synthetic, tmp_path / "straight", "--epochs", epochs, *ema)
     assert straight.returncode == 0, straight.stderr
     expected = json.loads((tmp_path / "straight" / "result.json").read_text())
     kill = expected["best_epoch"]
     assert kill < int(epochs), "the best epoch must come before the last for this to test resume"
-    killed = _train(
+    killed = train_in_subprocess(
         small_synthetic, tmp_path / "killed", "--epochs", epochs, *ema, env={KILL_HOOK: str(kill)}
     )
     assert killed.returncode == -signal.SIGKILL
     assert pd.read_csv(tmp_path / "killed" / "history.csv")["epoch"].tolist() == [
         *range(1, kill + 1)
     ]
-    resumed = _train(small_synthetic, tmp_path / "killed", "--epochs", epochs, *ema, "--resume")
+    resumed = train_in_subprocess(
+        small_synthetic, tmp_path / "killed", "--epochs", epochs, *ema, "--resume"
+    )
     assert resumed.returncode == 0, resumed.stderr
 
     a = pd.read_csv(tmp_path / "straight" / "history.csv")[METRIC_COLUMNS]
@@ -154,15 +116,15 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(
         want, got = (read_checkpoint(tmp_path / run / name) for run in ("straight", "killed"))
         assert got["epoch"] == want["epoch"], name
         assert want.get("ema") is not None, f"{name} keeps no weight average"
-        assert _tensors_equal(got["model"], want["model"]), f"{name}: weights differ"
-        assert _tensors_equal(got.get("ema"), want.get("ema")), f"{name}: averages differ"
+        assert tensors_equal(got["model"], want["model"]), f"{name}: weights differ"
+        assert tensors_equal(got.get("ema"), want.get("ema")), f"{name}: averages differ"
 
 
 def test_existing_run_folder_is_never_overwritten(small_synthetic: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "history.csv").write_text("precious\n")
-    result = _train(small_synthetic, run)
+    result = train_in_subprocess(small_synthetic, run)
     assert result.returncode == 2
     assert "already exists; pass --resume" in result.stderr and "Traceback" not in result.stderr
     assert (run / "history.csv").read_text() == "precious\n"
@@ -232,7 +194,7 @@ def test_wrong_architecture_names_both(
         load_weights(build_model("resnet50", num_classes=2), state, run / "best.pt")
     with pytest.raises(UserError, match="but the model is resnet18 with 5 classes"):
         load_weights(build_model("resnet18", num_classes=5), state, run / "best.pt")
-    finished = _train(small_synthetic, run, "--resume", "--epochs", "2")
+    finished = train_in_subprocess(small_synthetic, run, "--resume", "--epochs", "2")
     assert finished.returncode == 2 and "this run finished" in finished.stderr
     (run / "last.pt").write_bytes((run / "best.pt").read_bytes())  # as if still resumable
     wrong = subprocess.run(

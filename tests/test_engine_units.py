@@ -263,12 +263,17 @@ def test_config_round_trip_and_read(tmp_path) -> None:
      ("auto", False, False)],
 )  # fmt: skip
 def test_switches(value: str, auto: bool, expected: bool, monkeypatch) -> None:
-    monkeypatch.setattr(TrainConfig, "_fast_bf16", lambda self: auto)
-    config = TrainConfig(amp=value, channels_last=value, device="cpu")
+    monkeypatch.setattr("lab3.config.cpu_has_native_bf16", lambda: auto)
+    monkeypatch.delenv("LAB3_NATIVE_BF16", raising=False)
+    config = TrainConfig(amp=value, device="cpu")
     assert config.use_amp() is expected
     # channels_last's auto is on for every CPU run, whatever the precision
-    assert config.use_channels_last() is (True if value == "auto" else expected)
-    with pytest.raises(UserError, match="amp must be auto, on or off, not 'maybe'"):
+    switch = "on" if value == "bf16" else value
+    channels = TrainConfig(amp=value, channels_last=switch, device="cpu")
+    assert channels.use_channels_last() is (True if value == "auto" else expected)
+    with pytest.raises(
+        UserError, match="amp must be one of auto, on, bf16, fp16, off, not 'maybe'"
+    ):
         TrainConfig(amp="maybe", device="cpu").use_amp()
 
 
@@ -306,7 +311,8 @@ def test_a_bad_switch_names_itself(name: str) -> None:
            "compile": config.use_compile}[name]  # fmt: skip
     with pytest.raises(UserError) as err:
         use()
-    assert str(err.value) == f"{name} must be auto, on or off, not 'maybe'"
+    allowed = "one of auto, on, bf16, fp16, off" if name == "amp" else "auto, on or off"
+    assert str(err.value) == f"{name} must be {allowed}, not 'maybe'"
 
 
 @pytest.mark.parametrize("gpu", [True, False])
@@ -368,7 +374,12 @@ def test_native_bf16_is_off_with_a_torch_that_has_no_probes(monkeypatch) -> None
         ("cpu", "auto", True, ("cpu", True, True, False, "this CPU computes bf16 natively")),
         ("cpu", "off", True, ("cpu", False, True, False, "--amp off")),
         ("cpu", "bf16", False, ("cpu", True, True, False, "--amp bf16")),
-        ("cuda", "auto", False, ("cuda", True, True, True, "CUDA")),
+        (
+            "cuda",
+            "auto",
+            False,
+            ("cuda", True, True, True, "CUDA compute capability 8.0 computes bf16 natively"),
+        ),
         ("cuda", "off", False, ("cuda", False, False, True, "--amp off")),
     ],
 )
@@ -386,9 +397,11 @@ def test_execution_records_each_choice_and_why(
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: device == "cuda")
+    monkeypatch.setattr("lab3.config.cuda_capability", lambda device: (8, 0))
     config = make_config("quick", device=device, amp=amp)
     keys = ("device", "bf16", "channels_last", "compile", "bf16_reason")
-    assert config.execution() == dict(zip(keys, expected, strict=True))
+    precision = "bf16" if expected[1] else "float32"
+    assert config.execution() == {**dict(zip(keys, expected, strict=True)), "precision": precision}
     config.save(tmp_path / "config.json")
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["execution"] == config.execution()

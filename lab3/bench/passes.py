@@ -18,15 +18,15 @@ from lab3.bench.timing import Pass
 from lab3.config import TrainConfig
 from lab3.data.loader import DeviceLoader
 from lab3.engine.optim import WeightAverage, make_optimizer
-from lab3.engine.step import TrainStep
+from lab3.engine.step import TrainStep, grad_scaler
 
 Consume = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 class EngineSide:
-    """A model trained as `fit` trains it under `config`: channels_last, compile and bf16
-    autocast where the config turns them on, its optimizer, label smoothing and weight average,
-    metrics accumulated on the device. The learning rate stays at its peak (setting it per step
+    """A model trained as `fit` trains it under `config`: channels_last, compile and autocast
+    (with fp16's loss scaling) where the config turns them on, its optimizer, label smoothing
+    and weight average, metrics accumulated on the device. The learning rate stays at its peak (setting it per step
     is a Python assignment, nothing to time)."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device):
@@ -38,7 +38,9 @@ class EngineSide:
         self.compiled = config.use_compile()
         train_model = torch.compile(self.model) if self.compiled else self.model
         criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.step = TrainStep(train_model, optimizer, criterion, config.autocast())
+        self.step = TrainStep(
+            train_model, optimizer, criterion, config.autocast(), scaler=grad_scaler(config)
+        )
         self.model.train()
         self.steps = 0
         self.loss_sum = torch.zeros((), device=device)

@@ -38,7 +38,7 @@ from lab3.engine.evaluate import evaluate_loader
 from lab3.engine.faults import inject_faults
 from lab3.engine.optim import Schedule, WeightAverage, make_optimizer
 from lab3.engine.run_folder import RunFolder, RunResult
-from lab3.engine.step import TrainStep
+from lab3.engine.step import TrainStep, grad_scaler
 from lab3.errors import UserError
 from lab3.models import build_model, initial_state, load_initial_state, torchvision_name
 from lab3.models.pretrained import imagenet_file_check
@@ -96,11 +96,14 @@ def train_one_epoch(trainer: Trainer, loader: DeviceLoader, progress: bool) -> d
     )
     loss_total, correct_total, seen_total = totals.tolist()  # the one host sync of the epoch
     seconds = time.perf_counter() - started
-    return {
+    result = {
         "loss": loss_total / max(seen_total, 1),
         "accuracy": correct_total / max(seen_total, 1),
         "images_per_s": seen_total / max(seconds, 1e-9),
     }
+    if trainer.train_step.scaler is not None:  # fp16: every rank skips the same steps
+        result["skipped_steps"] = trainer.train_step.take_skipped()
+    return result
 
 
 def evaluate_epoch(trainer: Trainer) -> dict[str, float]:
@@ -207,6 +210,8 @@ def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distri
             "seconds": round(time.perf_counter() - started, 3),
             "images_per_s": round(train["images_per_s"], 1),
         }
+        if "skipped_steps" in train:  # fp16 only: steps the loss scaler skipped for an overflow
+            row["skipped_steps"] = train["skipped_steps"]
         history.append(row)
         run.save_epoch(trainer, history)
         group.barrier()  # no rank runs ahead while rank 0 still writes this epoch's checkpoint
@@ -320,6 +325,7 @@ def _make_trainer(
             criterion,
             config.autocast(),
             eager=eager if train_model is not eager else None,
+            scaler=grad_scaler(config),
         ),
         statistics_loader=data.statistics_loader(),
     )
@@ -340,6 +346,9 @@ def _restore(
     if trainer.ema is not None and previous.get("ema") is not None:
         trainer.ema.model.load_state_dict(previous["ema"])
     trainer.schedule.step = int(previous["lr_scheduler"]["step"])
+    scaler = trainer.train_step.scaler
+    if scaler is not None and previous.get("scaler") is not None:
+        scaler.load_state_dict(previous["scaler"])
     trainer.init_valid_acc = previous.get("init_valid_acc")
     trainer.init_weights = previous.get("init_weights")
     torch.set_rng_state(previous["rng"]["torch"])
@@ -362,5 +371,7 @@ def format_row(model: str, epochs: int, row: dict[str, Any], history: list[dict[
     if "test_acc" in row:
         text += f"  test acc {row['test_acc']:.2%}"
     text += f"  lr {row['lr']:.4g}  {row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
+    if row.get("skipped_steps"):
+        text += f"  {row['skipped_steps']} step(s) skipped (fp16 overflow)"
     left = (epochs - int(row["epoch"])) * sum(r["seconds"] for r in history) / len(history)
     return text + (f"  ETA {int(left // 60)}m{int(left % 60):02d}s" if left > 0 else "  done")

@@ -29,11 +29,17 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or Nesterov SGD, fused: one kernel over all parameters instead of a loop over them
     (on the CPU the fused AdamW update of ResNet50/152 takes about a fifth of the loop's time;
-    benchmarks/results/optimizer_step_cpu.md)."""
+    benchmarks/results/optimizer_step_cpu.md).
+
+    Not fused under fp16's loss scaling: a fused optimizer takes the scaler's overflow flag
+    into its kernel instead of being skipped, and the fused SGD then still writes the overflowed
+    gradient into its momentum, so the next step turns the weights into nan (seen on the CPU,
+    tests/test_precision.py). Unfused, the scaler skips the whole step itself."""
     groups = parameter_groups(model, config.weight_decay)
+    fused = not config.uses_loss_scaling()
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, fused=True)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True, fused=True)
+        return torch.optim.AdamW(groups, lr=config.lr, fused=fused)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True, fused=fused)
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:

@@ -146,7 +146,8 @@ def checkpoint_state(trainer: Trainer, history: list[dict[str, Any]]) -> dict[st
         "ema": trainer.ema.model.state_dict() if trainer.ema is not None else None,
         "optimizer": trainer.optimizer.state_dict(),
         "lr_scheduler": trainer.schedule.state_dict(),
-        "scaler": None,  # bf16 autocast needs no loss scaling
+        # fp16's loss scale and its growth counter, so a resumed run scales as an unbroken one
+        "scaler": None if (scaler := trainer.train_step.scaler) is None else scaler.state_dict(),
         "epoch": int(history[-1]["epoch"]),
         "config": trainer.config.to_dict(),
         "history": history,
