@@ -299,7 +299,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.resume:
         given = [
-            f"--{name}" for name in (*RUN_DEFAULTS, "out", "pretrained") if getattr(args, name)
+            f"--{name.replace('_', '-')}"
+            for name in (*RUN_DEFAULTS, "out", "pretrained")
+            if getattr(args, name) not in (None, False)
         ]
         if given:
             raise UserError(
@@ -309,7 +311,11 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from lab3.workbook.gpu_notice import cpu_fallback_notice
 
-    settings = {name: getattr(args, name) or default for name, default in RUN_DEFAULTS.items()}
+    # an explicit value is used as given (`--nproc 0` is refused, not replaced by the default)
+    settings = {
+        name: default if getattr(args, name) is None else getattr(args, name)
+        for name, default in RUN_DEFAULTS.items()
+    }
     notice = cpu_fallback_notice(settings["profile"])
     if notice is not None:
         print(f"lab3 run: {notice}", file=sys.stderr)

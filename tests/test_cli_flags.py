@@ -156,6 +156,8 @@ def test_run_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     _run(["run", "--resume", "r"])
     assert calls[-1] == {"resume": "r"}
     assert cli.main(["run", "--resume", "r", "--split-mode", "subject"]) == 2  # its own split
+    _run(["run", "--nproc", "0"])  # an explicit value reaches the check that refuses it
+    assert calls[-1]["nproc"] == 0
 
 
 def test_run_says_up_front_when_the_gpu_recipe_will_train_on_the_cpu(
