@@ -13,6 +13,11 @@ epochs, so its budget in optimizer steps is max(epochs * steps_per_epoch, min_st
 with the dataset above the floor, and a small set still gets `min_steps` updates (150 images at
 batch 32 are 4 steps an epoch; a fixed 5 epochs would be 20 steps, after which ResNet50 still
 answers one class). Epochs stay the unit of the history and the curves.
+
+The floor counts images seen, `min_steps` batches of one process's `batch_size`: with N
+processes (torchrun) each step takes N batches, so the same floor is reached in 1/N of the steps
+and a run trains the same epochs whatever N (the course data with the full profile: 40 / 40 / 35
+epochs on one GPU or four). Counting each process's steps instead would train N times longer.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class TrainConfig:
     profile: str = "quick"  # the defaults this config started from (quick | full | tiny)
     # optimisation
     epochs: int = 6  # passes over a large training set; see the module docstring
-    min_steps: int = 0  # floor on the optimizer steps: a small set trains more epochs
+    min_steps: int = 0  # floor in batches of batch_size seen (any number of processes)
     batch_size: int = 64
     lr: float = 0.05  # peak learning rate (reached after warm-up)
     optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) | adamw
@@ -116,7 +121,11 @@ class TrainConfig:
         return "the training split's own mean and std"
 
     def planned_epochs(self, steps_per_epoch: int) -> int:
-        """Epochs this run trains: `epochs`, or more where they give fewer than `min_steps`."""
+        """Epochs this run trains: `epochs`, or more where they give fewer than `min_steps`.
+
+        `steps_per_epoch` counts batches of `batch_size` over the whole epoch, all processes'
+        together (the floor counts images seen; see the module docstring).
+        """
         floor = math.ceil(self.min_steps / max(steps_per_epoch, 1))
         return max(int(self.epochs), floor)
 
