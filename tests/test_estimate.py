@@ -216,7 +216,7 @@ def test_machine_choices_follow_the_probe_and_are_recorded(
     assert TrainConfig.load(tmp_path / "config.json") == config  # the record reads back
     result = ModelResults("resnet18", tmp_path, config, pd.DataFrame({"epoch": [1]}))
     table = training_setup({"resnet18": result})  # the report's setup table
-    assert table.loc["bf16"].item() == f"{'on' if native else 'off'}, {reason}"
+    assert table.loc["precision"].item() == f"{'bf16' if native else 'float32'}, {reason}"
     assert table.loc["channels_last"].item() == "on"
     forced = make_config("quick", device="cpu", amp="off").execution()
     assert forced["bf16"] is False and forced["bf16_reason"] == "--amp off"

@@ -46,15 +46,29 @@ def test_evaluation_views_read_valid_once_beside_a_labelled_test_split() -> None
 
 
 def test_execution_text_says_what_the_machine_chose_and_why() -> None:
-    recorded = {"bf16": False, "bf16_reason": "no native support on this CPU",
-                "channels_last": True}  # fmt: skip
+    recorded = {"precision": "float32", "bf16": False,
+                "bf16_reason": "no native support on this CPU", "channels_last": True}  # fmt: skip
     assert results.execution_text(recorded) == {
-        "bf16": "off, no native support on this CPU",
+        "precision": "float32, no native support on this CPU",
         "channels_last": "on",
     }
-    on = {"bf16": True, "bf16_reason": "native on this CPU", "channels_last": False}
-    assert results.execution_text(on) == {"bf16": "on, native on this CPU", "channels_last": "off"}
-    assert results.execution_text({}) == {"bf16": "not recorded", "channels_last": "not recorded"}
+    older = {"bf16": True, "bf16_reason": "native on this CPU", "channels_last": False}
+    assert results.execution_text(older) == {
+        "precision": "bf16, native on this CPU",
+        "channels_last": "off",
+    }
+    fp16 = {"precision": "fp16", "bf16": False, "channels_last": True,
+            "bf16_reason": "CUDA compute capability 7.5 has no native bf16"}  # fmt: skip
+    assert results.execution_text(fp16, skipped_steps=3)["precision"] == (
+        "fp16, CUDA compute capability 7.5 has no native bf16; 3 step(s) skipped for an overflow"
+    )
+    assert results.execution_text({}) == {
+        "precision": "not recorded",
+        "channels_last": "not recorded",
+    }
+    history = pd.DataFrame({"epoch": [1, 2], "skipped_steps": [2, 1]})
+    assert results.skipped_steps(history) == 3
+    assert results.skipped_steps(history.drop(columns="skipped_steps")) == 0
 
 
 def test_training_setup_lists_each_depths_settings_and_machine(tmp_path: Path) -> None:
@@ -68,8 +82,8 @@ def test_training_setup_lists_each_depths_settings_and_machine(tmp_path: Path) -
     assert list(table.columns) == ["ResNet18", "ResNet50"] and table.index.name == "setting"
     assert table.loc["epochs trained", "ResNet18"] == "4"
     assert table.loc["tta", "ResNet50"] == "1" and table.loc["seed", "ResNet18"] == "0"
-    assert table.loc["bf16", "ResNet18"] == "not recorded"
-    assert table.loc["bf16", "ResNet50"] == "on, native"
+    assert table.loc["precision", "ResNet18"] == "not recorded"
+    assert table.loc["precision", "ResNet50"] == "bf16, native"
     assert table.loc["channels_last", "ResNet50"] == "off"
     assert list(table.index[:3]) == ["epochs", "min_steps", "batch_size"]
 

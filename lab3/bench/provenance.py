@@ -81,9 +81,9 @@ def provenance(
 
 def config_execution(config: Any) -> dict[str, bool]:
     """Whether a `TrainConfig` runs with bf16 autocast, torch.compile and channels_last on this
-    machine (what its "auto" settings resolve to here)."""
+    machine (what its "auto" settings resolve to here; fp16 on an older GPU is not bf16)."""
     return {
-        "bf16": config.use_amp(),
+        "bf16": config.precision() == "bf16",
         "compile": config.use_compile(),
         "channels_last": config.use_channels_last(),
     }

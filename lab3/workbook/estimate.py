@@ -308,7 +308,7 @@ def estimate_run(
         fixed[name] = fixed_seconds(name)
         planned[name] = work[name].seconds(prices, fixed[name], cores)
     config = make_config(profile, device=device)
-    bf16 = config.execution()
-    precision = "bf16" if bf16["bf16"] else f"float32 ({bf16['bf16_reason']})"
+    execution = config.execution()
+    precision = f"{execution['precision']} ({execution['bf16_reason']})"
     note = f"{TIMED_STEPS} timed steps per depth, {precision}"
     return Estimate(planned, note, prices, fixed=fixed)

@@ -57,16 +57,23 @@ class ModelResults:
         return saved.get("execution") or {}
 
 
-def execution_text(execution: Mapping[str, Any]) -> dict[str, str]:
-    """The recorded machine choices as the setup table shows them: "off, no native support
-    on this CPU"; "not recorded" for a run that predates the record."""
+def execution_text(execution: Mapping[str, Any], skipped_steps: int = 0) -> dict[str, str]:
+    """The recorded machine choices as the setup table shows them: "float32, no native support
+    on this CPU"; fp16 adds the steps its loss scaler skipped; "not recorded" for a run that
+    predates the record."""
     if not execution:
-        return {"bf16": "not recorded", "channels_last": "not recorded"}
-    switch = {True: "on", False: "off"}
-    return {
-        "bf16": f"{switch[bool(execution['bf16'])]}, {execution['bf16_reason']}",
-        "channels_last": switch[bool(execution["channels_last"])],
-    }
+        return {"precision": "not recorded", "channels_last": "not recorded"}
+    # runs recorded before fp16 existed say only whether bf16 was on
+    precision = execution.get("precision") or ("bf16" if execution["bf16"] else "float32")
+    text = f"{precision}, {execution['bf16_reason']}"
+    if precision == "fp16":
+        text += f"; {skipped_steps} step(s) skipped for an overflow"
+    return {"precision": text, "channels_last": "on" if execution["channels_last"] else "off"}
+
+
+def skipped_steps(history: pd.DataFrame) -> int:
+    """Steps fp16's loss scaler skipped for an overflow over the run (0 in other precisions)."""
+    return int(history["skipped_steps"].sum()) if "skipped_steps" in history else 0
 
 
 def load_history(run: Path) -> pd.DataFrame:
@@ -266,7 +273,7 @@ def training_setup(results: Mapping[str, ModelResults]) -> pd.DataFrame:
             pretty_model_name(m): {
                 **{k: r.config.to_dict()[k] for k in keys},
                 "epochs trained": len(r.history),  # more than `epochs` where the floor decided
-                **execution_text(r.execution),
+                **execution_text(r.execution, skipped_steps(r.history)),
             }
             for m, r in results.items()
         }
