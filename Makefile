@@ -51,5 +51,8 @@ mutants: $(BIN)/lab3
 lint: $(BIN)/lab3
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-lab: $(BIN)/lab3
-	$(BIN)/jupyter lab notebooks/
+# JupyterLab on your own copies of the notebooks, in the run folder $(LAB) (`lab3 lab`; the
+# default data is made first); afterwards `lab3 report --run $(LAB)` builds the PDF from them
+LAB ?= outputs/lab
+lab: data
+	$(BIN)/lab3 lab --data $(DATA) --profile $(PROFILE) --run $(LAB)

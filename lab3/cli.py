@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="build report.pdf from an executed workbook run")
     p.add_argument("--run", default="outputs/latest")
+    _add_lab(sub)
     _add_bench(sub)
     return parser
 
@@ -291,7 +292,38 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "bench":
         return _bench(args)
+    if args.command == "lab":
+        return _lab(args)
     raise AssertionError(args.command)
+
+
+def _add_lab(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lab",
+        help="JupyterLab on your own copies of the notebooks in one run folder (`make lab`)",
+    )
+    p.add_argument("--data", default=RUN_DEFAULTS["data"], help="dataset folder")
+    p.add_argument("--profile", default=RUN_DEFAULTS["profile"])
+    p.add_argument("--models", default=RUN_DEFAULTS["models"])
+    p.add_argument("--run", help="the run folder of your notebooks (default outputs/lab)")
+    p.add_argument(
+        "jupyter", nargs=argparse.REMAINDER, help="after --, options of jupyter lab (--port ...)"
+    )
+
+
+def _lab(args: argparse.Namespace) -> int:
+    """Prepare the student's run folder, then become JupyterLab (exec: Ctrl-C reaches it)."""
+    from lab3.workbook.interactive import LAB_RUN, jupyter_command, prepare_lab
+
+    run = prepare_lab(args.data, args.profile, args.models.split(","), args.run or LAB_RUN)
+    print(
+        f"lab: your notebooks are {run / 'notebooks'}/01 ... 05; run each top to bottom, in "
+        f"order, then: lab3 report --run {run}",
+        flush=True,
+    )
+    command = jupyter_command(run, [a for a in args.jupyter if a != "--"])
+    os.execv(command[0], command)
+    return 0  # not reached
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -321,6 +321,27 @@ def _plot_curves(
     as_percent: bool,
 ) -> tuple[Figure, Any]:
     fig, ax = plt.subplots(figsize=(8.6, 4.6))
+    _draw_curves(ax, histories, metric, ylabel, title, as_percent)
+    if ax.lines:
+        ax.legend(
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            title="solid train · dashed valid\ndotted test",
+        )
+    fig.tight_layout()
+    return fig, ax
+
+
+def _draw_curves(
+    ax: Any,
+    histories: Mapping[str, pd.DataFrame],
+    metric: str,
+    ylabel: str,
+    title: str,
+    as_percent: bool,
+) -> None:
+    """Each history's `<split>_<metric>` columns on `ax`: one colour per model, one line style
+    per split (solid train, dashed valid, dotted test)."""
     for index, (name, history) in enumerate(histories.items()):
         color = model_color(name, index)
         epochs = _epochs(history)
@@ -350,14 +371,6 @@ def _plot_curves(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if as_percent:
         ax.yaxis.set_major_formatter(_percent)
-    if ax.lines:
-        ax.legend(
-            loc="center left",
-            bbox_to_anchor=(1.01, 0.5),
-            title="solid train · dashed valid\ndotted test",
-        )
-    fig.tight_layout()
-    return fig, ax
 
 
 @_styled
@@ -399,6 +412,25 @@ def plot_accuracy_curves(
             fontsize=8,
             color="#444444",
         )
+    return _finish(fig, path)
+
+
+@_styled
+def plot_live_curves(
+    history: pd.DataFrame, model: str, epochs: int, path: str | Path | None = None
+) -> Figure:
+    """Accuracy and loss of the depth being trained, side by side, redrawn after every epoch
+    (notebook 04). The x axis spans the planned `epochs` from the first, so each redraw adds a
+    point instead of rescaling the picture the student is watching."""
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10.0, 3.4))
+    _draw_curves(acc, {model: history}, "acc", "accuracy", "Accuracy", as_percent=True)
+    _draw_curves(loss, {model: history}, "loss", "cross-entropy loss", "Loss", as_percent=False)
+    for ax in (acc, loss):
+        ax.set_xlim(0.5, max(epochs, len(history), 1) + 0.5)
+    if acc.lines:
+        acc.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{pretty_model_name(model)}: epoch {len(history)} of {epochs}", fontsize=11)
+    fig.tight_layout()
     return _finish(fig, path)
 
 

@@ -18,6 +18,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import update_bn
-from tqdm import tqdm
+from tqdm.auto import tqdm  # the notebook widget in JupyterLab, text elsewhere
 
 from lab3.config import TrainConfig
 from lab3.data.loader import DeviceLoader
@@ -128,14 +129,24 @@ def evaluate_epoch(trainer: Trainer) -> dict[str, float]:
     return row
 
 
-def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> RunResult:
+# Called by the main process after each epoch with the history so far (notebook 04's live curves).
+EpochCallback = Callable[[list[dict[str, Any]], int], None]
+
+
+def fit(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
     """Train `config.model` on `config.data`; returns the run folder and its history.
 
     Under torchrun every process calls this; they train one model together (see `distributed`).
+    `on_epoch(history, planned_epochs)` runs on the main process after each epoch's checkpoint.
     """
     group = distributed.from_environment(config.resolved_device().type)
     try:
-        return _fit(config, resume, progress, group)
+        return _fit(config, resume, progress, group, on_epoch)
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as err:
@@ -150,7 +161,13 @@ def fit(config: TrainConfig, resume: bool = False, progress: bool | None = None)
         distributed.shutdown(group)
 
 
-def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distributed) -> RunResult:
+def _fit(
+    config: TrainConfig,
+    resume: bool,
+    progress: bool | None,
+    group: Distributed,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
     progress = group.is_main and (sys.stderr.isatty() if progress is None else progress)
     config.world_size = group.world_size
     check_trainable(config, group.world_size)  # a data folder it cannot train on: nothing written
@@ -217,6 +234,8 @@ def _fit(config: TrainConfig, resume: bool, progress: bool | None, group: Distri
         group.barrier()  # no rank runs ahead while rank 0 still writes this epoch's checkpoint
         if group.is_main:
             log(format_row(config.model, trainer.epochs, row, history))
+            if on_epoch is not None:
+                on_epoch(history, trainer.epochs)
         inject_faults(epoch, group.rank, run.path.name)
     return run.close(trainer, history, interrupted)
 

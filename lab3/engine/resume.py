@@ -13,11 +13,12 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from lab3.config import TrainConfig
-from lab3.engine.loop import fit
+from lab3.engine.loop import EpochCallback, fit
 from lab3.engine.run_folder import RunFolder, RunResult, best_of
 from lab3.errors import UserError
 
@@ -40,19 +41,25 @@ def _differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
     return out
 
 
-def fit_or_resume(config: TrainConfig, progress: bool | None = None, nproc: int = 1) -> RunResult:
+def fit_or_resume(
+    config: TrainConfig,
+    progress: bool | None = None,
+    nproc: int = 1,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
     """Train into `config.out`, or continue/reuse what is already there.
 
     A finished run is read back without touching it, an interrupted one continues from last.pt,
     and one killed before its first checkpoint starts again, so re-running a notebook (or
     `lab3 run --resume`) never loses work and never fails on its own output. `nproc` > 1
-    trains with that many processes on this machine (torchrun, see `launch`).
+    trains with that many processes on this machine (torchrun, see `launch`); `on_epoch` (see
+    `fit`) is called in this process only, so not with `nproc` > 1.
     """
 
     def train(resume: bool = False) -> RunResult:
         if nproc > 1:
             return launch(config, nproc, resume)
-        return fit(config, resume=resume, progress=progress)
+        return fit(config, resume=resume, progress=progress, on_epoch=on_epoch)
 
     if not config.out:
         return train()
@@ -77,14 +84,23 @@ def fit_or_resume(config: TrainConfig, progress: bool | None = None, nproc: int 
     return train()
 
 
-def _finished(run: Path, config: TrainConfig) -> RunResult | None:
-    """The run's result when it trained all its epochs (tidying a leftover last.pt), else None."""
+def finished_result(run: Path, epochs: int | None = None) -> dict[str, Any] | None:
+    """The result.json of a run that trained all its planned epochs, else None (an interrupted
+    or unstarted run). `epochs`: the plan where result.json does not record it."""
     result_file = run / "result.json"
     if not (result_file.is_file() and (run / "history.csv").is_file()):
         return None
     result = json.loads(result_file.read_text())
-    planned = result.get("epochs_planned", config.epochs)  # budgets may add epochs
-    if result.get("interrupted") or result.get("epochs_done", 0) < planned:
+    planned = result.get("epochs_planned", epochs)  # budgets may add epochs
+    if result.get("interrupted") or planned is None or result.get("epochs_done", 0) < planned:
+        return None
+    return result
+
+
+def _finished(run: Path, config: TrainConfig) -> RunResult | None:
+    """The run's result when it trained all its epochs (tidying a leftover last.pt), else None."""
+    result = finished_result(run, config.epochs)
+    if result is None:
         return None
     RunFolder(run).finish()  # a kill between result.json and the clean-up
     history = pd.read_csv(run / "history.csv")

@@ -17,6 +17,7 @@ from lab3.errors import UserError
 RECORD = "workbook.json"  # the run's parameters and finished notebooks
 # a depth trained from ImageNet weights (the `pretrained` parameter) runs in runs/<model>-imagenet
 PRETRAINED_SUFFIX = "-imagenet"
+ALL_DEPTHS = "all"  # notebook 04's `model` in JupyterLab: every depth of `models` in turn
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ def parse_models(models: str | Sequence[str]) -> list[str]:
     if not names:
         raise UserError("no models given; pass e.g. models='resnet18,resnet50,resnet152'")
     return names
+
+
+def depths_to_train(models: str | Sequence[str], model: str) -> list[str]:
+    """Notebook 04's depths: the one `lab3 run` passes as `model`, or with `model = "all"` (its
+    default in JupyterLab) every depth of `models` in turn, so no code is edited between them."""
+    return parse_models(models) if model.strip().lower() == ALL_DEPTHS else parse_models(model)
 
 
 def read_record(run: Path) -> dict[str, Any]:

@@ -186,6 +186,7 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
             run_dir,
         )
     notebooks = [(path, _read_notebook(path)) for path in paths]
+    check_notebooks_ran(run_dir, notebooks)
 
     by_section: dict[str, list[NotebookNode]] = {tag: [] for tag in SECTION_TAGS}
     for _path, nb in notebooks:
@@ -221,6 +222,34 @@ def build_report_notebook(run_dir: str | Path) -> NotebookNode:
     report.metadata["language_info"] = {"name": "python"}
     report.metadata["lab3_title"] = report_heading
     return report
+
+
+def check_notebooks_ran(run_dir: Path, notebooks: list[tuple[Path, NotebookNode]]) -> None:
+    """In a workbook run folder (one with workbook.json), every notebook ran to its end: one a
+    student has not run yet in JupyterLab, or that stopped, is named, rather than a report
+    with sections quietly missing."""
+    from lab3.workbook.folders import RECORD, read_record
+    from lab3.workbook.runner import NOTEBOOKS
+
+    if not (run_dir / RECORD).is_file():
+        return
+    if read_record(run_dir).get("interactive"):
+        advice = "open it in JupyterLab, Run > Run All Cells, save it, then `lab3 report` again"
+    else:
+        advice = f"continue the run with `lab3 run --resume {run_dir}`"
+    for name in NOTEBOOKS:
+        found = [(p, nb) for p, nb in notebooks if p.stem == name or p.stem.startswith(f"{name}_")]
+        if not found:
+            raise UserError(f"notebook {name} has not been run in this folder; {advice}", run_dir)
+        for path, nb in found:
+            code = [c for c in nb.cells if c.cell_type == "code"]
+            not_run = [i for i, c in enumerate(code, start=1) if c.get("execution_count") is None]
+            if not_run:
+                raise UserError(
+                    f"notebook {path.stem} has not run to its end (code cell {not_run[0]} of "
+                    f"{len(code)} did not run); {advice}",
+                    path,
+                )
 
 
 def report_title(run_dir: Path) -> str:

@@ -317,7 +317,9 @@ def _execute(
     }
     record.pop("failed", None)
     verb = "resuming" if record.get("resumed") else "running"
-    with exclusive(run):
+    from lab3.workbook.live import batch_kernels  # matplotlib: only once a run starts
+
+    with exclusive(run), batch_kernels():  # epoch lines in the kernels, no live figures
         for folder in (executed, run / "figures", run / "runs", run / "submissions"):
             folder.mkdir(parents=True, exist_ok=True)
         stream.write(
