@@ -399,6 +399,21 @@ def _resnet50_at_five_epochs() -> str:
     )
 
 
+def _quick_recipe() -> str:
+    """The README's one-line summary of the default data and the quick profile."""
+    from lab3.data import synthetic
+
+    configs = [make_config("quick", model=m) for m in DEPTHS]
+    first = configs[0]
+    assert first.preprocess == "tightcrop" and first.optimizer == "adamw"
+    counts = (synthetic.DEFAULT_TRAIN, synthetic.DEFAULT_VALID, synthetic.DEFAULT_TEST)
+    return (
+        f"({' / '.join(f'{n:,}' for n in counts)} images; quick profile: {first.image_size} px, "
+        f"tight crop, AdamW, {' / '.join(str(c.epochs) for c in configs)} epochs, "
+        f"{first.tta}-view TTA)"
+    )
+
+
 def _slower_host() -> str:
     ratio = (
         _notebooks("workbook_cpu_fp32_amd")["all"]["seconds"]
@@ -439,6 +454,7 @@ CLAIMS = [
     Claim("README.md", _recipe_saving),
     Claim("README.md", _resnet50_at_five_epochs),
     Claim("README.md", _slower_host),
+    Claim("README.md", _quick_recipe),
     Claim("README.md", lambda: f"224 px, {_full_epochs(1)} epochs"),
     Claim("README.md", lambda: f"trains the same {_full_epochs(4)} epochs"),
     Claim("README.md", lambda: f"Its step floor, {_full_floor()}"),
