@@ -13,17 +13,27 @@ PROFILE ?= quick
 # patient's cells in one split); the course's CSVs and the synthetic default keep their own split
 SPLIT ?= stratified
 
-.PHONY: install run test lab data lint mutants clean-outputs
+.PHONY: install lock run test lab data lint mutants clean-outputs
 
-$(BIN)/lab3: pyproject.toml
+# pyproject.toml declares compatible ranges; constraints.txt pins the exact versions the
+# project is tested with, so every .venv (and CI) is the same. `make lock` rewrites it.
+$(BIN)/lab3: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -c '$(PYTHON_GUARD)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lab3)"
 	touch $(BIN)/lab3
 
 # the environment alone (e.g. on a GPU machine, before running on the real data)
 install: $(BIN)/lab3
+
+# after changing pyproject.toml's dependencies: install what is new into .venv, pin what it holds
+lock: $(BIN)/lab3
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	(echo "# Exact versions make and CI install (pip install -c constraints.txt -e '.[dev]');"; \
+	 echo "# written by make lock from a Python 3.11 .venv; ranges: pyproject.toml"; \
+	 $(BIN)/python -m pip freeze --exclude-editable --exclude lab3) > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 # only the synthetic default is generated; a folder of your own is never written into
 data: $(BIN)/lab3

@@ -15,22 +15,53 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def test_environment_yml_matches_pyproject() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    pip_lines = []
-    in_pip = False
-    for line in (ROOT / "environment.yml").read_text().splitlines():
+def _pip_lines(path: Path) -> list[str]:
+    lines, in_pip = [], False
+    for line in path.read_text().splitlines():
         if line.strip() == "- pip:":
             in_pip = True
-            continue
-        if in_pip and line.strip().startswith("- "):
-            pip_lines.append(line.strip()[2:])
-    listed = {_name(r) for r in pip_lines if not r.startswith("-e")}
-    assert listed == wanted
-    pins = {r for r in pip_lines if "==" in r}
-    assert pins == {r for r in project["dependencies"] if "==" in r}
-    assert any(r.startswith("-e .") for r in pip_lines)
+        elif in_pip and line.strip().startswith("- "):
+            lines.append(line.strip()[2:])
+    return lines
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[_name(name)] = version.strip()
+    return pins
+
+
+def test_environment_yml_installs_pyproject_under_the_constraints() -> None:
+    """conda users get what make installs: the project with its dev extra, pinned the same."""
+    assert _pip_lines(ROOT / "environment.yml") == ["-c constraints.txt", "-e .[dev]"]
+
+
+def test_constraints_pin_every_dependency_inside_pyprojects_ranges() -> None:
+    """Catches a dependency added to pyproject.toml but not locked (make and CI would then
+    install whatever is newest), or a pin outside the range pyproject declares."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _pins(ROOT / "constraints.txt")
+    for text in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        requirement = Requirement(text)
+        name = _name(requirement.name)
+        assert name in pins, f"{name} is not pinned in constraints.txt: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+    for library in ("torch", "torchvision"):
+        assert not any(r.startswith(f"{library}==") for r in project["dependencies"]), (
+            f"{library} pinned exactly in pyproject.toml: pip install -e . would replace a "
+            "hosted notebook's PyTorch"
+        )
+
+
+def test_make_installs_from_the_constraints() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install -q -c constraints.txt -e '.[dev]'" in makefile
+    assert "$(BIN)/lab3: pyproject.toml constraints.txt" in makefile
 
 
 def test_cli_help_lists_every_command() -> None:
