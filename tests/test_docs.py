@@ -464,6 +464,10 @@ CLAIMS = [
     Claim("docs/distributed.md", lambda: f"under {_floor_matters_below()} training images"),
     Claim(
         "docs/distributed.md",
+        lambda: f"keeps it at 512 ({COURSE_TRAIN // 16 // 32} steps an epoch)",
+    ),
+    Claim(
+        "docs/distributed.md",
         lambda: f"(`--min-steps`, {make_config('full').min_steps:,} in the full profile)",
     ),
     Claim(
