@@ -39,7 +39,14 @@ DOCS = ["README.md", "data/README.md", *(f"docs/{p.name}" for p in sorted(ROOT.g
 RESULTS = ROOT / "benchmarks" / "results"
 # A path starting with one of these is the repository's; data/ and outputs/ are the user's.
 REPO_FOLDERS = ("lab3/", "tests/", "benchmarks/", "docs/", "notebooks/", ".ci/")
-REPO_FILES = ("Makefile", "pyproject.toml", "environment.yml", "README.md", "data/README.md")
+REPO_FILES = (
+    "Makefile",
+    "pyproject.toml",
+    "environment.yml",
+    "constraints.txt",
+    "README.md",
+    "data/README.md",
+)
 LAB3 = ("lab3", ".venv/bin/lab3")
 DEPTHS = ("resnet18", "resnet50", "resnet152")
 COURSE_TRAIN = 7995  # the course's training images (DESIGN.md), what the docs' epochs assume
