@@ -48,8 +48,8 @@ from lab3.bench.provenance import (
     write_results,
 )
 from lab3.data import synthetic
+from lab3.data.features import erode
 from lab3.data.formats import TRUTH_CSV
-from lab3.data.synthetic import baselines
 from lab3.metrics import standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def image_stats(img: np.ndarray) -> dict[str, float]:
     mask = img.max(axis=2) > 0
     rgb = img.astype(np.float32)
     lum = rgb.mean(axis=2)
-    inner = baselines._erode(mask, 12)
+    inner = erode(mask, 12)
     blurred = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(2)), np.float32)
     coarse = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(8)), np.float32)
     return {

@@ -87,3 +87,22 @@ def paired_difference(
     spread = float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else math.inf
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     return mean, mean - z * spread, mean + z * spread
+
+
+def paired_balanced_difference(
+    labels: np.ndarray, better: np.ndarray, worse: np.ndarray, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """`paired_difference` for balanced accuracy: the mean over classes of each class's paired
+    recall difference, with its normal-approximation interval (the classes' variances add,
+    each divided by its count and by the number of classes squared). Balanced accuracy is what
+    a set with uneven classes is judged by: a model that answers the majority class gains
+    nothing on it."""
+    labels = np.asarray(labels)
+    diff = np.asarray(better, dtype=float) - np.asarray(worse, dtype=float)
+    per_class = [diff[labels == c] for c in np.unique(labels)]
+    if not per_class or any(len(d) < 2 for d in per_class):
+        return math.nan, math.nan, math.nan
+    mean = float(np.mean([d.mean() for d in per_class]))
+    variance = sum(float(d.var(ddof=1)) / len(d) for d in per_class) / len(per_class) ** 2
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return mean, mean - z * math.sqrt(variance), mean + z * math.sqrt(variance)

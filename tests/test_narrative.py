@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from builders import assert_matches_golden, write_course_dataset
 from builders import model_results as _result
+from test_classical import constructed_baseline
 
 from lab3.config import TrainConfig, make_config
 from lab3.data.formats import METADATA_CSV, TRUTH_CSV
@@ -330,6 +331,11 @@ def test_the_report_prose_reads_as_reviewed(tmp_path: Path, monkeypatch) -> None
     apart = subjects.assign(subject=["a", "a", "b", "c", "d", "d"])  # each subject in one split
     by_subject = SimpleNamespace(name="cnmc", root=grades.root, table=apart)
     sections["cells, split by subject"] = narrative.caveat_paragraph(by_subject)
+    for case, accuracy, depths in (("beaten", 0.7, clear), ("mixed", 0.86, clear),
+                                   ("the networks lose", 0.85, unlearned)):  # fmt: skip
+        with_baseline = {m: dataclasses.replace(r) for m, r in depths.items()}
+        next(iter(with_baseline.values())).baseline = constructed_baseline(accuracy)
+        sections[f"classical baseline, {case}"] = narrative.classical_paragraph(with_baseline)
     published = _imagenet_run(tmp_path, "resnet152", 0.99, published=True)
     sections["ImageNet weights, published"] = narrative.pretrained_text(
         clear, {"resnet34-imagenet": published, "resnet152-imagenet": published}

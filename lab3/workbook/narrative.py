@@ -17,9 +17,12 @@ from lab3.data.layouts import Layout
 from lab3.formatting import join_names, pct, pretty_model_name, seconds_text
 from lab3.metrics import standard_error
 from lab3.workbook.ablation import ablation_verdict
+from lab3.workbook.classical import DESCRIPTION as CLASSICAL_DESCRIPTION
+from lab3.workbook.classical import paired_lead
 from lab3.workbook.exploration import class_name, subjects_per_split
 from lab3.workbook.results import (
     ModelResults,
+    classical_of,
     init_weights_of,
     ranks,
     report_accuracy,
@@ -174,6 +177,7 @@ def discussion(
     paragraphs = [
         ranking_paragraph(results),
         baseline_paragraph(results),
+        classical_paragraph(results),
         kappa_paragraph(results),
         cost_paragraph(results),
         *(
@@ -250,6 +254,63 @@ def baseline_paragraph(results: Mapping[str, ModelResults]) -> str:
         f"{', '.join(pretty_model_name(m) for m in above)} clearly beat it, {behind} not "
         "by more than the sampling error."
     )
+
+
+def classical_paragraph(results: Mapping[str, ModelResults]) -> str | None:
+    """Whether each depth beats the classical-features baseline beyond the sampling error, in
+    balanced accuracy, paired on the same images; plainly so when the networks lose."""
+    baseline = classical_of(results)
+    split = report_split(results)
+    if baseline is None or split not in baseline.predictions:
+        return None
+    ours = baseline.metrics[split]
+    leads = {
+        m: paired_lead(r.evaluations[split].predictions, baseline.predictions[split])
+        for m, r in results.items()
+    }
+    text = (
+        f"A classical baseline, {CLASSICAL_DESCRIPTION}, scores {pct(ours['accuracy'])} on "
+        f"{split} (balanced accuracy {pct(ours['balanced_accuracy'])}). Each depth's balanced "
+        "accuracy minus the baseline's on the same images, with its 95 % interval: "
+        + ", ".join(
+            f"{pretty_model_name(m)} {100 * mean:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f})"
+            for m, (mean, lo, hi) in leads.items()
+        )
+        + ". "
+    )
+    return text + _classical_verdict(leads)
+
+
+def _classical_verdict(leads: Mapping[str, tuple[float, float, float]]) -> str:
+    """Who beats the baseline (the interval above 0), who loses to it (below 0), who is tied."""
+    beat = [pretty_model_name(m) for m, (_, lo, _) in leads.items() if lo > 0]
+    lose = [pretty_model_name(m) for m, (_, _, hi) in leads.items() if hi < 0]
+    tied = [pretty_model_name(m) for m in leads if pretty_model_name(m) not in beat + lose]
+    if len(beat) == len(leads):
+        return "Every depth beats the baseline beyond the sampling error."
+    if len(lose) == len(leads):
+        return (
+            "**The networks lose to the classical baseline**: every depth is below it beyond the "
+            "sampling error, so at this training budget the hand-measured features are the "
+            "better classifier."
+        )
+    parts = [
+        f"{join_names(names)} {one if len(names) == 1 else several} {rest}"
+        for names, one, several, rest in (
+            (beat, "beats", "beat", "it beyond the sampling error"),
+            (tied, "is", "are", "within the sampling error of it"),
+            (lose, "loses", "lose", "to it beyond the sampling error"),
+        )
+        if names
+    ]
+    best = max(leads, key=lambda m: leads[m][0])
+    winner = (
+        "the baseline's balanced accuracy is higher than every depth's"
+        if leads[best][0] < 0
+        else f"{pretty_model_name(best)}'s balanced accuracy is the highest"
+    )
+    prefix = "" if beat else "No depth beats the baseline: "
+    return f"{prefix}{'; '.join(parts)} ({winner})."
 
 
 def kappa_paragraph(results: Mapping[str, ModelResults]) -> str | None:

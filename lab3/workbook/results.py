@@ -24,6 +24,8 @@ from lab3.engine.evaluate import Evaluation, LoadedCheckpoint
 from lab3.errors import UserError
 from lab3.formatting import pct, pretty_model_name
 from lab3.submission import score, write_submission
+from lab3.workbook.classical import NAME as CLASSICAL
+from lab3.workbook.classical import ClassicalBaseline, fit_classical
 from lab3.workbook.folders import (
     PRETRAINED_SUFFIX,
     RECORD,
@@ -43,6 +45,8 @@ class ModelResults:
     history: pd.DataFrame
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     checkpoint: LoadedCheckpoint | None = None  # best.pt, opened once; writes the submission
+    # the classical-features baseline on the same data and splits (shared by every depth)
+    baseline: ClassicalBaseline | None = None
 
     @property
     def best_epoch(self) -> int:
@@ -96,11 +100,14 @@ def evaluate_runs(
     models: Sequence[str],
     data_dir: str | Path | None = None,
     device: str = "auto",
+    baseline: bool = True,
 ) -> dict[str, ModelResults]:
     """The demo: load each depth's best checkpoint and evaluate it on valid (and test when its
     labels are known). The report's split (`report_split`) averages the TTA views the config
     asks for, as the submissions do; valid beside a labelled test split is read in one view,
-    which halves this cell's time on the CPU (it ranks nothing there)."""
+    which halves this cell's time on the CPU (it ranks nothing there). With `baseline`, the
+    classical-features baseline is fitted on the same data and scored on the same splits
+    (`lab3.workbook.classical`), for the report to set every depth against."""
     paths = WorkbookPaths.at(run_dir)
     results = {}
     for model in models:
@@ -115,6 +122,13 @@ def evaluate_runs(
         views = evaluation_views(config.tta, labelled_test)
         evaluations = {split: loaded.evaluate(split, tta=n) for split, n in views.items()}
         results[model] = ModelResults(model, run, config, history, evaluations, loaded)
+    if baseline and results:
+        config = next(iter(results.values())).config
+        splits = tuple(next(iter(results.values())).evaluations)
+        data = str(data_dir) if data_dir is not None else config.data
+        fitted = fit_classical(data, config.split_mode, config.seed, splits, config.workers or None)
+        for result in results.values():
+            result.baseline = fitted
     return results
 
 
@@ -182,7 +196,7 @@ def demo(run_dir: str | Path, data_dir: str | Path | None = None, device: str = 
     models, untrained = trained_models(run)
     if not models:
         raise UserError("no trained depth here (no runs/<model>/best.pt); run `lab3 run`", run)
-    table = demo_table(evaluate_runs(run, models, data_dir, device))
+    table = demo_table(evaluate_runs(run, models, data_dir, device, baseline=False))
     percent = {c: pct for c in table.columns if c.endswith(" acc")}
     lines = [
         f"{run.resolve()}: each depth's best.pt loaded from disk and evaluated",
@@ -236,20 +250,35 @@ METRIC_COLUMNS = {
 def metrics_table(results: Mapping[str, ModelResults]) -> pd.DataFrame:
     """One row per model and split: the metrics of its best checkpoint, with the TTA views each
     split averaged (`evaluate_runs`)."""
-    rows = []
-    for model, result in results.items():
-        for split, evaluation in result.evaluations.items():
-            row = {"model": pretty_model_name(model), "split": split}
-            for key, column in METRIC_COLUMNS.items():
-                row[column] = evaluation.metrics.get(key, np.nan)
-            row["TTA views"] = int(evaluation.metrics.get("tta_views", 1))
-            row["images"] = int(evaluation.metrics.get("n", len(evaluation.predictions.labels)))
-            rows.append(row)
+    rows = [
+        _metrics_row(
+            pretty_model_name(model), split, evaluation.metrics, len(evaluation.predictions.labels)
+        )
+        for model, result in results.items()
+        for split, evaluation in result.evaluations.items()
+    ]
+    baseline = classical_of(results)
+    if baseline is not None:  # its line under the depths: the number each must beat
+        rows += [_metrics_row(CLASSICAL, s, m, int(m["n"])) for s, m in baseline.metrics.items()]
     # a metric no evaluation has (sensitivity of a 5-grade task, kappa of a 2-class one) is
     # left out rather than shown as a column of blanks
     frame = pd.DataFrame(rows).set_index(["model", "split"])
     optional = ["sensitivity", "specificity", "kappa (quadratic)"]
     return frame.drop(columns=[c for c in optional if frame[c].isna().all()])
+
+
+def _metrics_row(name: str, split: str, metrics: Mapping[str, float], n: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": name, "split": split}
+    for key, column in METRIC_COLUMNS.items():
+        row[column] = metrics.get(key, np.nan)
+    row["TTA views"] = int(metrics.get("tta_views", 1))
+    row["images"] = int(metrics.get("n", n))
+    return row
+
+
+def classical_of(results: Mapping[str, ModelResults]) -> ClassicalBaseline | None:
+    """The classical-features baseline the depths were evaluated beside (None when not fitted)."""
+    return next((r.baseline for r in results.values() if r.baseline is not None), None)
 
 
 def confusions(results: Mapping[str, ModelResults], split: str) -> dict[str, np.ndarray]:

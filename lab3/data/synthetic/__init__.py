@@ -32,12 +32,8 @@ course layout, `baselines` measures how hard the task is without deep learning (
 benchmarks and tests); `retinopathy` writes the earlier edition's stand-in.
 """
 
-from lab3.data.synthetic.baselines import (
-    cell_features,
-    feature_baseline,
-    feature_table,
-    latent_ceiling,
-)
+from lab3.data.features import cell_features
+from lab3.data.synthetic.baselines import feature_baseline, feature_table, latent_ceiling
 from lab3.data.synthetic.render import (
     BLAST_FRACTION,
     CUE_SCALES,
