@@ -259,3 +259,16 @@ def tensors_equal(a: dict | None, b: dict | None) -> bool:
     if a is None or b is None:
         return a is b
     return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def folder_snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under `root`, relative, with a file's SHA-256 ("dir" for a
+    folder): equal snapshots mean nothing was added, removed or changed."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): "dir"
+        if p.is_dir()
+        else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }

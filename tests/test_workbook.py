@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from builders import TINY, folder_snapshot
 from PIL import Image
 
 from lab3.cli import main
@@ -84,9 +85,14 @@ FIGURES = [
 
 @pytest.fixture(scope="module")
 def run(small_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole workbook, all three depths, on the tiny profile (1 epoch at 32 px)."""
+    """The whole workbook, all three depths, on the tiny profile (1 epoch at 32 px); the data
+    folder's listing and checksums are taken first (test_the_dataset_folder_is_never_written)."""
+    DATA_BEFORE.update(folder_snapshot(small_synthetic))
     out = tmp_path_factory.mktemp("workbook") / "run"
     return workbook.run_workbook(data=small_synthetic, profile="tiny", models=MODELS, out=out)
+
+
+DATA_BEFORE: dict[str, str] = {}
 
 
 def _executed(run: Path) -> dict[str, nbformat.NotebookNode]:
@@ -534,3 +540,27 @@ def test_benchmark_results_scripts_read_the_finished_run(
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [(r["run"], r["model"], r["seed"]) for r in rows] == [(m, m, 0) for m in MODELS]
     assert [r["test_acc_tta"] for r in rows] == [d["test_acc_tta"] for d in depths]
+
+
+def test_the_dataset_folder_is_never_written(
+    run: Path, small_synthetic: Path, tmp_path: Path
+) -> None:
+    """The workbook, `lab3 evaluate/predict/explain/report` and a training leave the data folder
+    byte for byte as it was, with no file or folder added or removed (Kaggle mounts the course
+    data read-only; permission bits prove nothing for root, so the contents are compared)."""
+    best = run / "runs" / "resnet18" / "best.pt"
+    image = next((small_synthetic / "new_dataset" / "test").iterdir())
+    commands = [
+        ["evaluate", "--checkpoint", str(best), "--split", "valid"],
+        ["predict", "--checkpoint", str(best), "--out", str(tmp_path / "s.csv")],
+        ["explain", "--run", str(run), "--model", "resnet18", "--n", "2"],
+        ["explain", "--checkpoint", str(best), "--images", str(image), "--out",
+         str(tmp_path / "e.png")],
+        ["train", "--model", "resnet18", "--data", str(small_synthetic),
+         "--out", str(tmp_path / "t"), *TINY],
+        ["report", "--run", str(run)],
+    ]  # fmt: skip
+    for command in commands:
+        assert main(command) == 0, command
+    assert DATA_BEFORE, "the workbook fixture took no snapshot"
+    assert folder_snapshot(small_synthetic) == DATA_BEFORE
