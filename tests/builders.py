@@ -266,9 +266,7 @@ def folder_snapshot(root: Path) -> dict[str, str]:
     folder): equal snapshots mean nothing was added, removed or changed."""
     import hashlib
 
-    return {
-        str(p.relative_to(root)): "dir"
-        if p.is_dir()
-        else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-    }
+    def digest(path: Path) -> str:
+        return "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+
+    return {str(p.relative_to(root)): digest(p) for p in sorted(root.rglob("*"))}
