@@ -311,6 +311,8 @@ def test_the_report_prose_reads_as_reviewed(tmp_path: Path, monkeypatch) -> None
         "introduction": introduction(cells, list(clear), "quick"),
         "recipe, quick ResNet18": training_description(make_config("quick", model="resnet18")),
         "recipe, full ResNet152": training_description(make_config("full", model="resnet152")),
+        "recipe, quick, the size measured": training_description(dataclasses.replace(
+            make_config("quick"), image_size_reason="the cells measure 230 px a side")),
         "clear winner": headline(clear) + "\n\n" + discussion(clear, pd.DataFrame([1, 2]), cells),
         "tie": headline(tie) + "\n\n" + discussion(tie),
         "nothing learned": discussion(unlearned),

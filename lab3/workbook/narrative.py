@@ -102,6 +102,8 @@ def training_description(config: TrainConfig) -> str:
         f"`{config.preprocess}`, normalised with {config.normalisation()} and augmented with "
         f"`{config.augment}`"
     )
+    if config.image_size_reason:
+        parts.append(f" (the working size follows the data: {config.image_size_reason})")
     if config.train_limit:
         parts.append(
             f"; only {config.train_limit:,} training images are used ({config.profile} profile)"
