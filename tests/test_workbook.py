@@ -464,10 +464,10 @@ def test_evaluation_tables_and_discussion_from_the_run(
     assert report_split(results) == "test"
     metrics = metrics_table(results)
     assert list(metrics.index) == [
-        (m, s) for m in ("ResNet18", "ResNet50") for s in ("valid", "test")
+        (m, s) for m in ("ResNet18", "ResNet50", "classical features") for s in ("valid", "test")
     ]
     # the ranked test split averages the tiny profile's 2 views; valid beside it takes one
-    assert metrics["TTA views"].tolist() == [1, 2] * 2
+    assert metrics["TTA views"].tolist() == [1, 2] * 2 + [1, 1]
     best = highest_accuracy_table(results)
     assert {"best epoch", "best valid acc", "valid acc (best.pt)", "test acc, TTA x2"} <= set(
         best.columns
@@ -489,6 +489,7 @@ def test_evaluation_tables_and_discussion_from_the_run(
     assert picked["class_names"] == ["normal", "blast"]
     text = discussion(results, load_ablation(run), load_layout(small_synthetic))
     assert text.startswith("- ") and "ResNet50" in text and "Caveat" in text
+    assert "A classical baseline, logistic regression on 16 hand-measured" in text
     assert "synthetic stand-in dataset" in text and "test subjects also have cells" in text
     assert "Highest test accuracy: **" in headline(results)
     html = style_table(best, percent=["best valid acc"]).to_html()
