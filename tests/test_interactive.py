@@ -21,7 +21,7 @@ from lab3.engine.loop import fit
 from lab3.errors import UserError
 from lab3.workbook import folders, interactive, live, training
 from lab3.workbook.report import build_report_notebook
-from lab3.workbook.runner import NOTEBOOKS
+from lab3.workbook.runner import NOTEBOOKS, resume_workbook
 
 matplotlib.use("Agg")
 
@@ -53,6 +53,8 @@ def test_the_lab_folder_holds_copies_pointing_at_it_and_keeps_the_students_work(
     assert "01 · my edit" in (again / "notebooks" / first.name).read_text()
     with pytest.raises(UserError, match=r"prepared with profile 'tiny', not 'quick'.*another"):
         interactive.prepare_lab(small_synthetic, "quick", ["resnet18", "resnet50"], run)
+    with pytest.raises(UserError, match=r"a JupyterLab folder \(lab3 lab\)"):
+        resume_workbook(run)  # `lab3 run --resume` never runs its batch notebooks beside them
 
 
 def test_lab3_lab_prepares_then_becomes_jupyterlab_at_the_first_notebook(

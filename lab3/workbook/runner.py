@@ -279,6 +279,12 @@ def resume_workbook(
     if "finished" in record:
         stream.write(f"workbook: {run} finished at {record['finished']}; nothing to resume\n")
         return run.resolve()
+    if record.get("interactive"):  # `lab3 lab`'s folder: the student's notebooks, not ours
+        raise UserError(
+            "a JupyterLab folder (lab3 lab): run its notebooks in JupyterLab (make lab), or "
+            "start a batch run with lab3 run",
+            run,
+        )
     _check_arguments(record["profile"], record["models"])
     sources = _sources(notebooks_dir)
     if not Path(record["data"]).is_dir():
