@@ -175,3 +175,24 @@ def test_fit_calls_on_epoch_after_every_epoch_with_the_history(
     planned = len(fit(config, progress=False, on_epoch=on_epoch).history)
     assert planned >= 2
     assert seen == [(list(range(1, k + 1)), planned) for k in range(1, planned + 1)]
+
+
+def test_a_user_error_in_a_kernel_shows_as_its_one_sentence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shown: list[list[str]] = []
+    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+    monkeypatch.setattr(shell, "_showtraceback", lambda _type, _value, stb: shown.append(stb))
+    try:
+        interactive.short_errors()
+        code = "from lab3.errors import UserError\nraise UserError('set data_dir to X')"
+        assert not shell.run_cell(code).success  # the cell still fails: Run All stops there
+        assert shown == [["\x1b[31mUserError: set data_dir to X\x1b[0m"]]
+        assert shell.run_cell("1 / 0").success is False and len(shown) == 2
+        assert len(shown[1]) > 1, "other errors keep their traceback"
+    finally:
+        shell.set_custom_exc((), None)
+        InteractiveShell.clear_instance()
