@@ -26,8 +26,8 @@ Consume = Callable[[torch.Tensor, torch.Tensor], None]
 class EngineSide:
     """A model trained as `fit` trains it under `config`: channels_last, compile and autocast
     (with fp16's loss scaling) where the config turns them on, its optimizer, label smoothing
-    and weight average, metrics accumulated on the device. The learning rate stays at its peak (setting it per step
-    is a Python assignment, nothing to time)."""
+    and weight average, metrics accumulated on the device. The learning rate stays at its peak
+    (setting it per step is a Python assignment, nothing to time)."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device):
         self.model = model.to(device)
