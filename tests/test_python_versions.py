@@ -47,7 +47,7 @@ def _stub_python(folder: Path, version: tuple[int, int, int]) -> Path:
 
 def _make(folder: Path, version: tuple[int, int, int], *args: str) -> subprocess.CompletedProcess:
     """`make ARGS` on a copy of the Makefile, with an interpreter that reports `version`."""
-    for name in ("Makefile", "pyproject.toml"):
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
         shutil.copy(ROOT / name, folder / name)
     stub = _stub_python(folder, version)
     return subprocess.run(
