@@ -40,6 +40,7 @@ from lab3.bench.provenance import (  # noqa: E402
     provenance,
     write_results,
 )
+from lab3.formatting import pretty_model_name  # noqa: E402
 from lab3.workbook import attention, results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -76,7 +77,7 @@ def section(evaluated: dict, run: Path, data: str, split: str, bounded: bool) ->
     )
     with tempfile.TemporaryDirectory() as folder:
         _, figures_s = timed(lambda: figures(evaluated, frames, split, Path(folder)))
-    table = attention.attention_table(frames).xs(split, level="split")
+    summary = attention.summarise(frames)
     return {
         "way": "bounded (workbook)" if bounded else "every image (first version)",
         "maps_s": maps_s,
@@ -84,12 +85,15 @@ def section(evaluated: dict, run: Path, data: str, split: str, bounded: bool) ->
         "figures_s": figures_s,
         "section_s": round(maps_s + ablation_s + figures_s, 2),
         "shares": {
-            model: {k: round(float(row[k]), 4) for k in ("map on cell", "right", "wrong", "maps")}
-            for model, row in table.iterrows()
+            pretty_model_name(model): {
+                title: round(float(getattr(splits[split], attention.COLUMNS[title])), 4)
+                for title in ("map on cell", "right", "wrong", "maps")
+            }
+            for model, splits in summary.items()
         },
         "ablation": None
         if ablation is None
-        else {v: round(float(r["map on cell"]), 4) for v, r in ablation.iterrows()},
+        else {v: round(shares.on_cell, 4) for v, shares in ablation.items()},
     }
 
 

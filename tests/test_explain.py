@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,14 @@ from torch import nn
 from lab3.cli import main
 from lab3.engine.explain import choose_layer, foreground_share, grad_cam
 from lab3.models import build_model
-from lab3.workbook.attention import attention_table, compare
+from lab3.workbook.attention import (
+    COLUMNS,
+    AttentionShares,
+    attention_table,
+    compare,
+    style_summary,
+    summarise,
+)
 from lab3.workbook.narrative import attention_text, map_resolution_text
 
 # ------------------------------------------------------------------------- a known answer
@@ -210,14 +218,14 @@ def test_the_attention_sentence_follows_the_numbers() -> None:
         "resnet50": {"test": _frame(rng, right=0.90, wrong=0.89, n_wrong=20)},
         "resnet152": {"test": _frame(rng, right=0.90, wrong=0.80, n_wrong=1)},
     }
-    table = attention_table(frames)
-    text = attention_text(table, "test", layers={"resnet18": ("layer4", (7, 7))}, image_size=224)
+    summary = summarise(frames)
+    text = attention_text(summary, "test", layers={"resnet18": ("layer4", (7, 7))}, image_size=224)
     lines = text.splitlines()
     assert len(lines) == 4 and lines[3] == "- The maps come from `layer4`, 7x7 cells at 224 px."
     r18, r50, r152, _ = lines
-    row = table.loc[("ResNet18", "test")]
-    assert f"{100 * row['map on cell']:.1f} %" in r18 and "60.0 %" in r18
-    assert f"{100 * row['wrong']:.1f} %" in r18 and "less at the cell" in r18
+    row = summary["resnet18"]["test"]
+    assert f"{100 * row.on_cell:.1f} %" in r18 and "60.0 %" in r18
+    assert f"{100 * row.wrong:.1f} %" in r18 and "less at the cell" in r18
     assert "more than an evenly spread map" in r18 and "inside the noise" not in r18
     assert "inside the noise" in r50 and "less at the cell" not in r50
     assert "one mistake" in r152 and "too few to compare" in r152
@@ -226,19 +234,17 @@ def test_the_attention_sentence_follows_the_numbers() -> None:
 def test_an_even_map_and_a_coarse_grid_are_called_what_they_are() -> None:
     frame = _frame(np.random.default_rng(1), right=0.6, wrong=0.6, n_wrong=0)
     frame["share"] = frame["area"]  # the maps of a 1x1 layer4 output: evenly spread
-    table = attention_table({"resnet18": {"valid": frame}})
-    assert compare(frame)["mistakes"] == 0
-    text = attention_text(table, "valid", layers={"resnet18": ("layer4", (1, 1))}, image_size=32)
+    summary = summarise({"resnet18": {"valid": frame}})
+    assert compare(frame).mistakes == 0
+    text = attention_text(summary, "valid", layers={"resnet18": ("layer4", (1, 1))}, image_size=32)
     assert "no more than an evenly spread map" in text and "no mistakes" in text
     assert "a single cell spreads every map evenly" in text
-    coarse = attention_text(table, "valid", layers={"resnet18": ("layer4", (2, 2))})
+    coarse = attention_text(summary, "valid", layers={"resnet18": ("layer4", (2, 2))})
     assert "2x2 cells" in coarse and "only coarsely" in coarse
-    finer = attention_text(table, "valid", layers={"resnet18": ("layer2", (6, 6))}, image_size=48)
+    finer = attention_text(summary, "valid", layers={"resnet18": ("layer2", (6, 6))}, image_size=48)
     assert "`layer2`, 6x6 cells at 48 px, rather than from the last stage, whose 2x2" in finer
-    ablation = pd.DataFrame(
-        [{"variant": "plain resize", **compare(frame)}, {"variant": "tight crop", **compare(frame)}]
-    ).set_index("variant")
-    with_ablation = attention_text(table, "valid", ablation)
+    ablation = {"plain resize": compare(frame), "tight crop": compare(frame)}
+    with_ablation = attention_text(summary, "valid", ablation)
     assert "with plain resize" in with_ablation and "with tight crop" in with_ablation
 
 
@@ -251,17 +257,17 @@ def test_a_sampled_split_is_weighed_by_its_groups() -> None:
     unmapped = frame.index[:90][np.arange(90) % 10 != 0]  # 81 right answers without a map
     frame.loc[unmapped, ["share", "area"]] = np.nan
     row = compare(frame)
-    assert (row["images"], row["maps"], row["mistakes"]) == (100, 19, 10)
+    assert (row.images, row.maps, row.mistakes) == (100, 19, 10)
     right = frame.loc[frame["correct"] == 1, "share"].mean()
     wrong = frame.loc[frame["correct"] == 0, "share"].mean()
-    assert row["map on cell"] == pytest.approx(0.9 * right + 0.1 * wrong)
-    assert row["map on cell"] == pytest.approx(0.76, abs=0.03)
-    assert row["above even"] == pytest.approx(row["map on cell"] - 0.6)
-    assert row["right - wrong"] == pytest.approx(right - wrong)
-    assert row["cell area"] == pytest.approx(0.6)
-    table = attention_table({"resnet18": {"test": frame}})
-    assert "from 19 maps per depth of the 100 test images" in attention_text(table, "test")
-    full = attention_table({"resnet18": {"test": _frame(rng, right=0.8, wrong=0.4, n_wrong=10)}})
+    assert row.on_cell == pytest.approx(0.9 * right + 0.1 * wrong)
+    assert row.on_cell == pytest.approx(0.76, abs=0.03)
+    assert row.above_even == pytest.approx(row.on_cell - 0.6)
+    assert row.right_minus_wrong == pytest.approx(right - wrong)
+    assert row.cell_area == pytest.approx(0.6)
+    summary = summarise({"resnet18": {"test": frame}})
+    assert "from 19 maps per depth of the 100 test images" in attention_text(summary, "test")
+    full = summarise({"resnet18": {"test": _frame(rng, right=0.8, wrong=0.4, n_wrong=10)}})
     assert "maps per depth" not in attention_text(full, "test")
 
 
@@ -413,9 +419,9 @@ def test_the_section_on_a_cnmc_fold_layout_of_real_cells(
     assert loaded.data.layout.name == "cnmc"
     frame = explain_split(loaded, "valid", layer="layer3")
     row = compare(frame)
-    assert row["maps"] == len(frame) > 0
-    assert 0.05 < row["cell area"] < 0.95  # the real cells' masks: neither empty nor the frame
-    assert 0.0 <= row["map on cell"] <= 1.0
+    assert row.maps == len(frame) > 0
+    assert 0.05 < row.cell_area < 0.95  # the real cells' masks: neither empty nor the frame
+    assert 0.0 <= row.on_cell <= 1.0
     assert main(["explain", "--run", str(run), "--n", "4", "--device", "cpu"]) == 0
     split = "test" if loaded.data.has_labels("test") else "valid"
     assert (run / "figures" / f"attention_resnet18_{split}.png").is_file()
@@ -442,18 +448,16 @@ def test_the_attention_prose_reads_as_reviewed() -> None:
     fewer.loc[fewer.index[:70], ["share", "area"]] = np.nan
     frames["resnet18"]["valid"] = fewer
     frames["resnet152"]["valid"] = even
-    table = attention_table(frames)
-    rows = [
-        {"variant": "plain resize", **compare(even)},
-        {"variant": "tight crop", **compare(sampled)},
-    ]
-    ablation = pd.DataFrame(rows).set_index("variant")
+    summary = summarise(frames)
+    ablation = {"plain resize": compare(even), "tight crop": compare(sampled)}
     last_stage = {"resnet18": ("layer4", (7, 7))}
     finer = {"resnet18": ("layer3", (3, 3)), "resnet50": ("layer2", (6, 6))}
     sections = {
-        "test split, last stage": attention_text(table, "test", layers=last_stage, image_size=224),
+        "test split, last stage": attention_text(
+            summary, "test", layers=last_stage, image_size=224
+        ),
         "valid split, sampled, finer stage": attention_text(
-            table, "valid", ablation, layers=finer, image_size=48
+            summary, "valid", ablation, layers=finer, image_size=48
         ),
         "a single cell": map_resolution_text({"resnet18": ("layer4", (1, 1))}, 32),
         "two by two, size unknown": map_resolution_text({"resnet18": ("layer4", (2, 2))}),
@@ -464,25 +468,66 @@ def test_the_attention_prose_reads_as_reviewed() -> None:
     assert_matches_golden("attention", sections)
 
 
-def _attention_row(**values: float) -> pd.DataFrame:
-    """A one-depth attention table with chosen numbers: 60 % of the map on a cell of 40 %."""
-    row = {"map on cell": 0.6, "cell area": 0.4, "above even": 0.2, "± 2 SE even": 0.05,
-           "mistakes": 10, "wrong": 0.5, "right": 0.6, "right - wrong": 0.1, "± 2 SE": 0.05,
-           "maps": 100, "images": 100, **values}  # fmt: skip
-    index = pd.MultiIndex.from_tuples([("ResNet18", "test")], names=["model", "split"])
-    return pd.DataFrame([row], index=index)
+# One depth's numbers, each field a value no other field has: 61 % of the map on a cell of 42 %
+SHARES = AttentionShares(
+    cell_area=0.42, on_cell=0.61, above_even=0.19, above_even_two_se=0.03, right=0.64,
+    wrong=0.53, mistakes=7, right_minus_wrong=0.11, right_minus_wrong_two_se=0.04, images=90,
+    maps=40,
+)  # fmt: skip
+
+
+def _depth(**values: float) -> dict[str, dict[str, AttentionShares]]:
+    """A one-depth summary (ResNet18 on test) with `SHARES`, some of its numbers replaced."""
+    return {"resnet18": {"test": replace(SHARES, **values)}}
+
+
+def test_the_attention_sentence_reads_each_field_of_the_record() -> None:
+    """The interface between `attention` and `narrative` is the record, not a table's titles:
+    each field, set apart from the others, lands in its own place of the sentence. Catches a
+    field read in place of another (the cell's area for the map's share, right for wrong, one
+    standard error for the other, the mapped images for the split's)."""
+    assert attention_text(_depth(), "test", {"plain resize": SHARES}) == (
+        "- **ResNet18** puts 61.0 % of its attention on the cell, which covers 42.0 % of the "
+        "image (19.0 points more than an evenly spread map would put there, two standard errors "
+        "±3.0); its 7 mistakes 53.0 %, right answers 64.0 %: its mistakes look less at the cell, "
+        "by 11.0 points, more than two standard errors (±4.0 points).\n"
+        "- The shares come from 40 maps per depth of the 90 test images: each depth's mistakes "
+        "and its right answers, each evenly sampled when there are many, and weighed by their "
+        "share of the split.\n"
+        "- In the preprocessing ablation (ResNet18, validation split, one view) the share of map "
+        "mass on the cell is 61.0 % with plain resize (the cell covers 42.0 %)."
+    )
+    assert attention_text(_depth(), "valid") == "", "no depth on the valid split"
+
+
+def test_the_attention_table_titles_each_field() -> None:
+    """The notebook's table: one titled column per field, in the record's order, shares as
+    percentages and counts as they are. Catches a field left out of the table or under
+    another's title."""
+    assert list(COLUMNS.values()) == [f.name for f in fields(AttentionShares)]
+    summary = {"resnet18": {"test": SHARES}, "resnet50": {"valid": replace(SHARES, mistakes=0)}}
+    table = attention_table(summary)
+    assert table.index.tolist() == [("ResNet18", "test"), ("ResNet50", "valid")]
+    assert list(table.columns) == list(COLUMNS)
+    assert table.loc[("ResNet18", "test")].tolist() == [
+        getattr(SHARES, name) for name in COLUMNS.values()
+    ]
+    html = style_summary(summary).to_html()
+    assert ">61.0 %<" in html and ">7<" in html and ">90<" in html and ">40<" in html
 
 
 def test_attention_sentences_at_their_thresholds() -> None:
     """A difference of exactly two standard errors is inside the noise; less attention than an
     even map is called less; several mistakes without an error bar are counted, not 'one'."""
-    at_noise = attention_text(_attention_row(**{"above even": 0.05, "right - wrong": 0.05}), "test")
+    at_noise = attention_text(
+        _depth(above_even=0.05, above_even_two_se=0.05, right_minus_wrong=0.05,
+               right_minus_wrong_two_se=0.05),
+        "test",
+    )  # fmt: skip
     assert "(no more than an evenly spread map" in at_noise
     assert "a difference of 5.0 points, inside the noise (two standard errors: ±5.0" in at_noise
-    less = attention_text(_attention_row(**{"above even": -0.2, "± 2 SE even": 0.1}), "test")
+    less = attention_text(_depth(above_even=-0.2, above_even_two_se=0.1), "test")
     assert "(20.0 points less than an evenly spread map would put there, two standard " in less
     assert "errors ±10.0)" in less
-    few = attention_text(_attention_row(mistakes=3, **{"± 2 SE": np.nan}), "test")
-    assert "; its 3 mistakes 50.0 %, too few to compare with its right answers (60.0 %)." in few
-    older = attention_text(_attention_row().drop(columns=["maps"]), "test")
-    assert older == attention_text(_attention_row(), "test"), "a table from before maps counted"
+    few = attention_text(_depth(mistakes=3, right_minus_wrong_two_se=np.nan), "test")
+    assert "; its 3 mistakes 53.0 %, too few to compare with its right answers (64.0 %)." in few

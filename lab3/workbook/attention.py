@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,18 @@ def explain_runs(
     return frames
 
 
+def planned_maps(groups: Sequence[int], per_group: int | None = MAPS_PER_GROUP) -> int:
+    """The Grad-CAM maps `explain_runs` makes of one depth's split whose images fall into groups
+    (right, wrong, unlabelled) of these sizes: at most `per_group` of each (None: all)."""
+    return sum(n if per_group is None else min(n, per_group) for n in groups)
+
+
+def planned_ablation_maps(valid: int, maps: int | None = ABLATION_MAPS) -> int:
+    """The maps `ablation_attention` makes of each of the ablation's runs: `maps` of the `valid`
+    validation images (None: all)."""
+    return valid if maps is None else min(maps, valid)
+
+
 def map_layers(frames: Frames) -> dict[str, tuple[str, tuple[int, int]]]:
     """Per depth, the layer its maps come from and that layer's output size (how fine the maps
     really are)."""
@@ -75,7 +88,45 @@ def map_layers(frames: Frames) -> dict[str, tuple[str, tuple[int, int]]]:
     }
 
 
-def compare(frame: pd.DataFrame) -> dict[str, float]:
+@dataclass(frozen=True)
+class AttentionShares:
+    """What one group of Grad-CAM maps (a depth on a split, or an ablation variant) puts on the
+    cell, as fractions of 1: the numbers the report's prose is written from (`compare`). Each
+    `..._two_se` is two standard errors of the number before it, NaN where there are too few
+    maps to estimate it."""
+
+    cell_area: float  # the cell's share of the image: what an evenly spread map puts on it
+    on_cell: float  # the maps' share on the cell
+    above_even: float  # on_cell - cell_area, per image
+    above_even_two_se: float
+    right: float  # the mean share of the right answers' maps
+    wrong: float  # and of the mistakes'
+    mistakes: int  # wrong predictions in the split, mapped or not
+    right_minus_wrong: float
+    right_minus_wrong_two_se: float
+    images: int  # images in the split
+    maps: int  # of them mapped
+
+
+AttentionSummary = dict[str, dict[str, AttentionShares]]  # model -> split -> its shares
+# The display table's column titles, one per field of `AttentionShares`, in its order
+COLUMNS = {
+    "cell area": "cell_area",
+    "map on cell": "on_cell",
+    "above even": "above_even",
+    "± 2 SE even": "above_even_two_se",
+    "right": "right",
+    "wrong": "wrong",
+    "mistakes": "mistakes",
+    "right - wrong": "right_minus_wrong",
+    "± 2 SE": "right_minus_wrong_two_se",
+    "images": "images",
+    "maps": "maps",
+}
+COUNTS = ("mistakes", "images", "maps")  # the fields that are counts, not shares
+
+
+def compare(frame: pd.DataFrame) -> AttentionShares:
     """Mean foreground share of all, right and wrong images; the share above the cell's area
     (per image: what the map adds to an evenly spread one), the right - wrong difference, and
     two standard errors of each (NaN where a side has fewer than two maps).
@@ -94,21 +145,21 @@ def compare(frame: pd.DataFrame) -> dict[str, float]:
     if len(right) > 1 and len(wrong) > 1:
         noise = 2 * math.sqrt(right.var(ddof=1) / len(right) + wrong.var(ddof=1) / len(wrong))
     above, above_noise = stratified(groups, lambda g: g["share"] - g["area"])
-    return {
-        "cell area": stratified(groups, lambda g: g["area"])[0],
-        "map on cell": stratified(groups, lambda g: g["share"])[0],
-        "above even": above,
-        "± 2 SE even": above_noise,
-        "right": float(right.mean()) if len(right) else math.nan,
-        "wrong": float(wrong.mean()) if len(wrong) else math.nan,
-        "mistakes": int((frame["correct"] == 0).sum()) if len(frame) else 0,
-        "right - wrong": (
+    return AttentionShares(
+        cell_area=stratified(groups, lambda g: g["area"])[0],
+        on_cell=stratified(groups, lambda g: g["share"])[0],
+        above_even=above,
+        above_even_two_se=above_noise,
+        right=float(right.mean()) if len(right) else math.nan,
+        wrong=float(wrong.mean()) if len(wrong) else math.nan,
+        mistakes=int((frame["correct"] == 0).sum()) if len(frame) else 0,
+        right_minus_wrong=(
             float(right.mean() - wrong.mean()) if len(right) and len(wrong) else math.nan
         ),
-        "± 2 SE": noise,
-        "images": len(frame),
-        "maps": len(mapped),
-    }
+        right_minus_wrong_two_se=noise,
+        images=len(frame),
+        maps=len(mapped),
+    )
 
 
 def stratified(
@@ -131,21 +182,34 @@ def stratified(
     return float(mean), 2 * math.sqrt(variance)
 
 
-def attention_table(frames: Frames) -> pd.DataFrame:
-    """One row per depth and split: the cell's share of the image (what an evenly spread map
-    would put on it), the maps' share on the cell, right and wrong, and their difference."""
-    rows = [
-        {"model": pretty_model_name(model), "split": split, **compare(frame)}
+def summarise(frames: Frames) -> AttentionSummary:
+    """Per depth and split, what its maps put on the cell (`compare`)."""
+    return {
+        model: {split: compare(frame) for split, frame in splits.items()}
         for model, splits in frames.items()
-        for split, frame in splits.items()
+    }
+
+
+def attention_table(summary: AttentionSummary) -> pd.DataFrame:
+    """The summary for display, one row per depth and split: the cell's share of the image (what
+    an evenly spread map would put on it), the maps' share on the cell, right and wrong, and
+    their difference, under the titles of `COLUMNS`."""
+    rows = [
+        {
+            "model": pretty_model_name(model),
+            "split": split,
+            **{title: getattr(shares, name) for title, name in COLUMNS.items()},
+        }
+        for model, splits in summary.items()
+        for split, shares in splits.items()
     ]
     return pd.DataFrame(rows).set_index(["model", "split"])
 
 
-def style_summary(table: pd.DataFrame) -> Any:
+def style_summary(summary: AttentionSummary) -> Any:
     """`attention_table` for the notebook: shares as percentages, counts as they are."""
-    counts = ("mistakes", "images", "maps")
-    return style_table(table, percent=[c for c in table.columns if c not in counts])
+    shares = [title for title, name in COLUMNS.items() if name not in COUNTS]
+    return style_table(attention_table(summary), percent=shares)
 
 
 def panel_rows(frame: pd.DataFrame, classes: int, n: int = 8) -> list[tuple[str, pd.Series]]:
@@ -250,15 +314,15 @@ def ablation_attention(
     device: str = "auto",
     layer: str | None = None,
     maps: int | None = ABLATION_MAPS,
-) -> pd.DataFrame | None:
-    """The foreground share of the preprocessing ablation's runs (notebook 02) on `maps`
-    validation images (None: all), one view: does the tight crop put the maps on the cell
-    where plain resize does not? None when the run has no ablation."""
+) -> dict[str, AttentionShares] | None:
+    """Per variant of the preprocessing ablation (notebook 02), what its run's maps put on the
+    cell (`compare`) over `maps` validation images (None: all), one view: does the tight crop
+    put the maps on the cell where plain resize does not? None when the run has no ablation."""
     folder = WorkbookPaths.at(run_dir).ablation
     if not (folder / ABLATION_CSV).is_file():
         return None
     variants = pd.read_csv(folder / ABLATION_CSV)[["variant", "preprocess"]].drop_duplicates()
-    rows = []
+    shares: dict[str, AttentionShares] = {}
     layouts: dict = {}  # the variants share their data folder: it is parsed once
     for variant, spec in variants.itertuples(index=False):
         checkpoint = folder / slug(str(spec)) / "best.pt"
@@ -267,13 +331,8 @@ def ablation_attention(
         data = str(data_dir) if data_dir is not None else None
         loaded = LoadedCheckpoint.open(checkpoint, data, device, layouts=layouts)
         stage = layer or choose_layer(loaded.config.image_size)
-        rows.append(
-            {
-                "variant": variant,
-                **compare(explain_split(loaded, "valid", layer=stage, per_group=maps)),
-            }
-        )
-    return pd.DataFrame(rows).set_index("variant") if rows else None
+        shares[str(variant)] = compare(explain_split(loaded, "valid", layer=stage, per_group=maps))
+    return shares or None
 
 
 # ------------------------------------------------------------------------- lab3 explain

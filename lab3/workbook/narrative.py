@@ -7,6 +7,7 @@ so the report never drifts from what was actually run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from lab3.workbook.results import (
     report_split,
     winners,
 )
+
+if TYPE_CHECKING:
+    from lab3.workbook.attention import AttentionShares
 
 LEUKEMIA_LAB = """## The lab
 
@@ -490,68 +494,28 @@ def pretrained_text(
 
 
 def attention_text(
-    table: pd.DataFrame,
+    summary: Mapping[str, Mapping[str, AttentionShares]],
     split: str,
-    ablation: pd.DataFrame | None = None,
+    ablation: Mapping[str, AttentionShares] | None = None,
     layers: Mapping[str, tuple[str, tuple[int, int]]] | None = None,
     image_size: int | None = None,
 ) -> str:
-    """What the Grad-CAM numbers say (`attention.attention_table`, one row per depth and split):
-    per depth, the share of its maps on the cell against the cell's own share of the image (what
-    an evenly spread map would get), and its mistakes against its right answers, called a
-    difference only when it exceeds two standard errors; then which layer the maps come from
-    (`attention.map_layers`) and how fine they are, and the ablation's variants."""
-    points = []
-    for (model, row_split), row in table.iterrows():
-        if row_split != split:
-            continue
-        text = (
-            f"**{model}** puts {pct(row['map on cell'])} of its attention on the cell, which "
-            f"covers {pct(row['cell area'])} of the image"
-        )
-        above, noise = float(row["above even"]), float(row["± 2 SE even"])
-        if not np.isfinite(noise) or abs(above) <= max(noise, 5e-4):  # within noise or 0.0
-            text += " (no more than an evenly spread map would put there)"
-        else:
-            text += (
-                f" ({100 * abs(above):.1f} points {'more' if above > 0 else 'less'} than an evenly "
-                f"spread map would put there, two standard errors ±{100 * noise:.1f})"
-            )
-        mistakes = int(row["mistakes"])
-        if mistakes == 0:
-            text += f"; it makes no mistakes on the {split} split to compare."
-        elif not np.isfinite(row["± 2 SE"]):
-            text += (
-                f"; its {'one mistake' if mistakes == 1 else f'{mistakes} mistakes'} "
-                f"{pct(row['wrong'])}, too few to compare with its right answers "
-                f"({pct(row['right'])})."
-            )
-        else:
-            gap, noise = float(row["right - wrong"]), float(row["± 2 SE"])
-            text += (
-                f"; its {mistakes} mistakes {pct(row['wrong'])}, right answers {pct(row['right'])}"
-            )
-            if abs(gap) <= max(noise, 5e-4):
-                text += (
-                    f": a difference of {100 * abs(gap):.1f} points, inside the noise (two "
-                    f"standard errors: ±{100 * noise:.1f} points)."
-                )
-            else:
-                text += (
-                    f": its mistakes look {'less' if gap > 0 else 'more'} at the cell, by "
-                    f"{100 * abs(gap):.1f} points, more than two standard errors "
-                    f"(±{100 * noise:.1f} points)."
-                )
-        points.append(text)
-    sampled = _sampled_maps_text(table, split)
+    """What the Grad-CAM numbers say (`attention.summarise`: per depth and split, its maps'
+    `AttentionShares`): per depth, the share of its maps on the cell against the cell's own share
+    of the image (what an evenly spread map would get), and its mistakes against its right
+    answers, called a difference only when it exceeds two standard errors; then which layer the
+    maps come from (`attention.map_layers`) and how fine they are, and the ablation's variants."""
+    depths = {model: splits[split] for model, splits in summary.items() if split in splits}
+    points = [depth_attention_text(model, shares, split) for model, shares in depths.items()]
+    sampled = _sampled_maps_text(list(depths.values()), split)
     if sampled:
         points.append(sampled)
     if layers:
         points.append(map_resolution_text(layers, image_size))
-    if ablation is not None and not ablation.empty:
+    if ablation:
         parts = [
-            f"{pct(row['map on cell'])} with {variant} (the cell covers {pct(row['cell area'])})"
-            for variant, row in ablation.iterrows()
+            f"{pct(shares.on_cell)} with {variant} (the cell covers {pct(shares.cell_area)})"
+            for variant, shares in ablation.items()
         ]
         points.append(
             "In the preprocessing ablation (ResNet18, validation split, one view) the share of "
@@ -560,18 +524,58 @@ def attention_text(
     return "\n".join(f"- {p}" for p in points)
 
 
-def _sampled_maps_text(table: pd.DataFrame, split: str) -> str:
+def depth_attention_text(model: str, shares: AttentionShares, split: str) -> str:
+    """One depth's sentence: its maps' share on the cell against an evenly spread map's, then
+    its mistakes against its right answers."""
+    text = (
+        f"**{pretty_model_name(model)}** puts {pct(shares.on_cell)} of its attention on the cell, "
+        f"which covers {pct(shares.cell_area)} of the image"
+    )
+    above, noise = shares.above_even, shares.above_even_two_se
+    if not np.isfinite(noise) or abs(above) <= max(noise, 5e-4):  # within noise or 0.0
+        text += " (no more than an evenly spread map would put there)"
+    else:
+        text += (
+            f" ({100 * abs(above):.1f} points {'more' if above > 0 else 'less'} than an evenly "
+            f"spread map would put there, two standard errors ±{100 * noise:.1f})"
+        )
+    return text + _mistakes_text(shares, split)
+
+
+def _mistakes_text(shares: AttentionShares, split: str) -> str:
+    """The mistakes' share on the cell against the right answers', when there are mistakes."""
+    mistakes = shares.mistakes
+    if mistakes == 0:
+        return f"; it makes no mistakes on the {split} split to compare."
+    gap, noise = shares.right_minus_wrong, shares.right_minus_wrong_two_se
+    if not np.isfinite(noise):
+        return (
+            f"; its {'one mistake' if mistakes == 1 else f'{mistakes} mistakes'} "
+            f"{pct(shares.wrong)}, too few to compare with its right answers "
+            f"({pct(shares.right)})."
+        )
+    text = f"; its {mistakes} mistakes {pct(shares.wrong)}, right answers {pct(shares.right)}"
+    if abs(gap) <= max(noise, 5e-4):
+        return text + (
+            f": a difference of {100 * abs(gap):.1f} points, inside the noise (two "
+            f"standard errors: ±{100 * noise:.1f} points)."
+        )
+    return text + (
+        f": its mistakes look {'less' if gap > 0 else 'more'} at the cell, by "
+        f"{100 * abs(gap):.1f} points, more than two standard errors "
+        f"(±{100 * noise:.1f} points)."
+    )
+
+
+def _sampled_maps_text(depths: Sequence[AttentionShares], split: str) -> str:
     """How many maps stand behind the shares, when a depth mapped only some of the split."""
-    if "maps" not in table:  # a table from before the maps were counted
+    sampled = [shares for shares in depths if shares.maps < shares.images]
+    if not sampled:
         return ""
-    rows = table.xs(split, level="split")
-    sampled = rows[rows["maps"] < rows["images"]]
-    if sampled.empty:
-        return ""
-    low, high = int(sampled["maps"].min()), int(sampled["maps"].max())
+    low, high = min(s.maps for s in sampled), max(s.maps for s in sampled)
     count = f"{low}" if low == high else f"{low}-{high}"
     return (
-        f"The shares come from {count} maps per depth of the {int(sampled['images'].max())} "
+        f"The shares come from {count} maps per depth of the {max(s.images for s in sampled)} "
         f"{split} images: each depth's mistakes and its right answers, each evenly sampled "
         "when there are many, and weighed by their share of the split."
     )
