@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -13,6 +14,8 @@ import torch
 
 from lab3.config import NATIVE_BF16_ENV, TrainConfig, cpu_has_native_bf16, make_config
 from lab3.data.layouts import load_layout
+from lab3.engine.optim import WeightAverage
+from lab3.engine.step import TrainStep, grad_scaler
 from lab3.workbook import attention, estimate
 from lab3.workbook import runner as workbook
 from lab3.workbook.estimate import Estimate, Prices, Work, count_work, estimate_run
@@ -57,13 +60,52 @@ def test_work_is_counted_from_the_data_and_the_profile(small_synthetic: Path) ->
     assert not work["01_data_exploration"].steps and not work["03_resnet_definitions"].images
 
 
+def test_the_estimate_times_the_engines_own_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches a timed step that is not the one `fit` takes: fp16 without its loss scaler, the
+    loss without the config's label smoothing, no weight average where the config keeps one,
+    or timed steps the scaler skipped for an overflow (they leave out the update)."""
+    steps: list[TrainStep] = []
+    real_step = TrainStep.__call__
+
+    def recorded(step, images, labels):
+        steps.append(step)
+        return real_step(step, images, labels)
+
+    monkeypatch.setattr(TrainStep, "__call__", recorded)
+    averaged: list[int] = []
+    monkeypatch.setattr(WeightAverage, "update", lambda self, model, step: averaged.append(step))
+    scalers: list[torch.amp.GradScaler] = []
+
+    def overflowing(config: TrainConfig) -> torch.amp.GradScaler | None:
+        """The engine's scaler, started at a scale every gradient overflows at."""
+        if grad_scaler(config) is None:
+            return None
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**40))
+        return scalers[-1]
+
+    monkeypatch.setattr(estimate, "grad_scaler", overflowing)
+    config = make_config(
+        "tiny", amp="fp16", ema=0.9, label_smoothing=0.2, image_size=16, device="cpu"
+    )
+    prices = estimate.time_depth(config, steps=2)
+    assert len(steps) == len(averaged) == 3  # one to warm up, two timed
+    assert steps[0].scaler is scalers[0] and steps[0].criterion.label_smoothing == 0.2
+    assert prices.train_step > 0 and prices.forward_image > 0
+    # the warm-up step overflowed; the timed ones updated the weights, as most steps do
+    assert steps[0].take_skipped() == 1
+
+
 def test_the_maps_counted_are_capped_per_group() -> None:
     """Catches an estimate that counts a map for every image of a large split (notebook 05 maps
-    at most `MAPS_PER_GROUP` right answers and as many mistakes), or maps the wrong split."""
+    at most `MAPS_PER_GROUP` right answers and as many mistakes of a depth, `ABLATION_MAPS`
+    images of an ablation run), or maps the wrong split."""
     cap = attention.MAPS_PER_GROUP
     assert estimate.maps_per_depth({"valid": 300, "test_labelled": 5000}) == 2 * cap
     assert estimate.maps_per_depth({"valid": 300, "test_labelled": 0}) == cap + 30
     assert estimate.maps_per_depth({"valid": 16, "test_labelled": 12}) == 12
+    # the ablation's runs are mapped on valid without their predictions: up to the cap in all
+    assert attention.planned_ablation_maps(300) == attention.ABLATION_MAPS
+    assert attention.planned_ablation_maps(16) == 16
 
 
 def test_the_final_evaluation_counts_views_where_they_are_averaged() -> None:
@@ -109,7 +151,8 @@ def test_pretrained_doubles_each_depths_training_and_final_evaluation(
     small_synthetic: Path,
 ) -> None:
     """Catches an estimate that ignores --pretrained: notebook 04 then trains each depth twice,
-    and notebook 05 evaluates both inits (the Grad-CAM section maps the scratch runs only)."""
+    and notebook 05 evaluates both inits (the Grad-CAM section maps and the submissions predict
+    the scratch runs only)."""
     layout = load_layout(small_synthetic)
     alone = count_work(layout, "tiny", MODELS)
     both = count_work(layout, "tiny", MODELS, pretrained=True)
@@ -121,6 +164,17 @@ def test_pretrained_doubles_each_depths_training_and_final_evaluation(
         final = "05_evaluation_and_report"
         assert both[final].images[model] == alone[final].images[model] + tta
     assert both["02_preprocessing_experiments"].steps == alone["02_preprocessing_experiments"].steps
+    # an unlabelled test split: the ImageNet runs rank valid in TTA views, but only the runs
+    # from scratch predict test, for their submissions
+    table = layout.table.copy()
+    table.loc[table["split"] == "test", "label"] = -1
+    unlabelled = dataclasses.replace(layout, table=table)
+    alone = count_work(unlabelled, "tiny", MODELS)
+    both = count_work(unlabelled, "tiny", MODELS, pretrained=True)
+    for model in MODELS:
+        tta = make_config("tiny", model=model).tta
+        final = "05_evaluation_and_report"
+        assert both[final].images[model] == alone[final].images[model] + tta * 16
 
 
 def test_a_slow_fixed_notebook_does_not_rescale_the_timed_training() -> None:

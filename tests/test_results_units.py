@@ -45,6 +45,14 @@ def test_evaluation_views_read_valid_once_beside_a_labelled_test_split() -> None
     assert results.evaluation_views(8, labelled_test=False) == {"valid": 8}
 
 
+def test_the_planned_predictions_add_the_submissions_test_split_in_tta_views() -> None:
+    """Catches a plan of notebook 05 (what the time estimate counts) without the submission's
+    test predictions, or with them in other views than the config's."""
+    assert results.planned_predictions(8, labelled_test=True) == {"valid": 1, "test": 8}
+    assert results.planned_predictions(8, labelled_test=False) == {"valid": 8, "test": 8}
+    assert results.planned_predictions(2, labelled_test=False) == {"valid": 2, "test": 2}
+
+
 def test_execution_text_says_what_the_machine_chose_and_why() -> None:
     recorded = {"precision": "float32", "bf16": False,
                 "bf16_reason": "no native support on this CPU", "channels_last": True}  # fmt: skip

@@ -18,7 +18,7 @@ from builders import TINY, folder_snapshot
 from PIL import Image
 
 from lab3.cli import main
-from lab3.config import make_config
+from lab3.config import TrainConfig, make_config
 from lab3.data.layouts import load_layout
 from lab3.engine.resume import fit_or_resume
 from lab3.errors import UserError
@@ -39,6 +39,7 @@ from lab3.workbook.ablation import (
     IMAGES_CSV,
     ablation_effects,
     ablation_findings,
+    ablation_plan,
     ablation_table,
     augmentation_views,
     load_ablation,
@@ -368,6 +369,16 @@ def test_ablation_of_the_run_is_complete_and_reusable(
     recomputed = _ablation_from(per_image)  # the intervals follow from the runs' own answers
     for column in ("valid_acc", "gain", "gain_low", "gain_high", "tta_gain_low", "tta_gain_high"):
         assert table[column].to_numpy() == pytest.approx(recomputed[column].to_numpy())
+
+
+def test_the_ablation_trains_the_configs_of_its_plan(run: Path, small_synthetic: Path) -> None:
+    """Catches notebook 02 training other settings than the plan the time estimate counts
+    (`ablation_plan`): each variant's saved config is its planned one."""
+    plan = ablation_plan("tiny", data_dir=small_synthetic, out_dir=run / "ablation")
+    keys = ("model", "preprocess", "epochs", "min_steps", "train_limit", "batch_size", "tta")
+    for config in plan.configs.values():
+        saved = TrainConfig.load(Path(config.out) / "config.json").to_dict()
+        assert {k: saved[k] for k in keys} == {k: config.to_dict()[k] for k in keys}
 
 
 def test_paired_interval_from_per_image_correctness() -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lab3.config import make_config
+from lab3.config import TrainConfig, make_config
 from lab3.data.preprocess import Augment, Pipeline, equalize_foreground, tight_crop, to_grey
 from lab3.engine.evaluate import LoadedCheckpoint
 from lab3.engine.resume import fit_or_resume
@@ -78,8 +79,9 @@ ABLATION_VARIANTS: dict[str, str] = {
     "tight crop": "tightcrop",
     "tight crop + equalise": "tightcrop,equalize",
 }
-# Per profile: how long each variant trains (the profile's own settings apply otherwise).
-# The step floor is off: the variants are compared with each other, at one fixed short budget.
+# Per profile, one entry for each of `PROFILES`: not defaults of their own but the ablation's
+# short budget, laid over that profile's settings (which apply otherwise). The step floor is off:
+# the variants are compared with each other, at one fixed short budget.
 ABLATION: dict[str, dict[str, int]] = {
     "quick": {"epochs": 4, "train_limit": 600, "min_steps": 0},
     "full": {"epochs": 15, "min_steps": 0},
@@ -103,6 +105,55 @@ def tta_label(views: int) -> str:
     return "1 view (no TTA)" if views == 1 else f"{views} views (TTA)"
 
 
+@dataclass(frozen=True)
+class AblationPlan:
+    """What notebook 02's ablation does: train each variant's config (label -> config), then
+    evaluate its best checkpoint on the validation split in each number of TTA `views`. The
+    notebook's `run_ablation` follows it, and `lab3 run`'s time estimate counts it."""
+
+    configs: dict[str, TrainConfig]
+    views: tuple[int, ...]
+
+
+def ablation_plan(
+    profile: str = "quick",
+    device: str = "auto",
+    variants: Mapping[str, str] | Sequence[str] | None = None,
+    model: str = "resnet18",
+    epochs: int | None = None,
+    train_limit: int | None = None,
+    tta: Sequence[int] = ABLATION_TTA,
+    data_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    split_mode: str | None = None,
+) -> AblationPlan:
+    """The ablation of `run_ablation` with these arguments; without `data_dir` and `out_dir`
+    its configs keep the profile's image size and the default run folders (the estimate needs
+    only what they train)."""
+    if variants is None:
+        variants = ABLATION_VARIANTS
+    named = dict(variants) if isinstance(variants, Mapping) else {v: v for v in variants}
+    settings = {**ABLATION.get(profile, {})}
+    if epochs is not None:
+        settings["epochs"] = epochs
+    if train_limit is not None:
+        settings["train_limit"] = train_limit
+    configs = {
+        label: make_config(
+            profile,
+            model=model,
+            data=None if data_dir is None else str(data_dir),  # None: the config's default
+            out=None if out_dir is None else str(Path(out_dir) / slug(spec)),
+            preprocess=spec,
+            device=device,
+            split_mode=split_mode,
+            **settings,
+        )
+        for label, spec in named.items()
+    }
+    return AblationPlan(configs, tuple(tta))
+
+
 def run_ablation(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -117,36 +168,21 @@ def run_ablation(
     split_mode: str | None = None,
 ) -> pd.DataFrame:
     """Train `model` once per preprocessing variant into `out_dir/<variant>/` and evaluate the
-    best checkpoint on the validation split with each number of TTA views.
+    best checkpoint on the validation split with each number of TTA views (`ablation_plan`).
 
     Finished variants are reused, interrupted ones resumed, so the notebook can be re-run.
     Returns one row per (variant, TTA) and writes it to `out_dir/ablation.csv`.
     """
-    if variants is None:
-        variants = ABLATION_VARIANTS
-    named = dict(variants) if isinstance(variants, Mapping) else {v: v for v in variants}
-    settings = {**ABLATION.get(profile, {})}
-    if epochs is not None:
-        settings["epochs"] = epochs
-    if train_limit is not None:
-        settings["train_limit"] = train_limit
+    plan = ablation_plan(
+        profile, device, variants, model, epochs, train_limit, tta, data_dir, out_dir, split_mode
+    )
     out_dir = Path(out_dir)
     rows, images = [], []
-    for label, spec in named.items():
-        config = make_config(
-            profile,
-            model=model,
-            data=str(data_dir),
-            out=str(out_dir / slug(spec)),
-            preprocess=spec,
-            device=device,
-            split_mode=split_mode,  # None: the config's default
-            **settings,
-        )
+    for label, config in plan.configs.items():
         result = fit_or_resume(config, progress=progress)
         seconds = float(pd.to_numeric(result.history.get("seconds"), errors="coerce").sum())
         best = LoadedCheckpoint.open(result.run_dir / "best.pt", device=device)
-        for views in tta:
+        for views in plan.views:
             evaluation = best.evaluate("valid", tta=views)
             result_images = evaluation.predictions
             images.append(
@@ -162,7 +198,7 @@ def run_ablation(
             rows.append(
                 {
                     "variant": label,
-                    "preprocess": spec,
+                    "preprocess": config.preprocess,
                     "tta": tta_label(views),
                     "views": views,
                     "valid_acc": evaluation.metrics["accuracy"],

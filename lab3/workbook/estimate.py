@@ -1,12 +1,15 @@
 """How long a workbook run will take, told before the user waits.
 
-The work of every notebook is counted from the dataset and the profile (optimizer steps per
-depth, images through each model at evaluation, images to decode into a cache), and priced with
-a few training and evaluation steps timed on this machine, in the precision and memory layout
-the run will use. What does not scale with the models (starting a kernel, drawing figures, the
-exploration) is a fixed allowance per notebook. After each notebook the estimate of the rest is
-scaled by how far the finished notebooks of the same kind ran from theirs: the notebooks that are
-mostly a fixed allowance (01, 03) say little about the training ones, whose prices were timed.
+The work of every notebook is counted from the dataset and the plans the notebooks follow
+(`lab3.engine.plan` for each training's steps, `ablation.ablation_plan` for notebook 02, the
+predictions and maps of `results` and `attention` for notebook 05): optimizer steps per depth,
+images through each model at evaluation, images to decode into a cache. It is priced with a few
+of the engine's own training steps (`TrainStep`, as `fit` and `lab3 bench` take it) and
+evaluation batches timed on this machine, in the precision and memory layout the run will use.
+What does not scale with the models (starting a kernel, drawing figures, the exploration) is a
+fixed allowance per notebook. After each notebook the estimate of the rest is scaled by how far
+the finished notebooks of the same kind ran from theirs: the notebooks that are mostly a fixed
+allowance (01, 03) say little about the training ones, whose prices were timed.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from lab3.config import TrainConfig, make_config
 from lab3.data.cache import cache_folder
 from lab3.data.layouts import Layout
 from lab3.data.preprocess import Pipeline
-from lab3.workbook.ablation import ABLATION, ABLATION_TTA, ABLATION_VARIANTS
-from lab3.workbook.attention import ABLATION_MAPS, MAPS_PER_GROUP
-from lab3.workbook.results import evaluation_views
+from lab3.engine.optim import WeightAverage, make_optimizer
+from lab3.engine.plan import training_plan
+from lab3.engine.step import TrainStep, grad_scaler
+from lab3.workbook.ablation import AblationPlan, ablation_plan
+from lab3.workbook.attention import planned_ablation_maps, planned_maps
+from lab3.workbook.results import evaluation_views, planned_predictions
 
 # Seconds a notebook takes besides the work counted below (kernel start, imports, figures,
 # tables), from the per-notebook times of the default run (benchmarks/results/workbook_*.md).
@@ -73,31 +79,47 @@ class Work:
         loop = LOOP_OVERHEAD if self.steps else 1.0
         return fixed + loop * compute + self.decoded * DECODE_SECONDS / max(cores, 1)
 
+    def add(self, model: str, steps: int = 0, images: int = 0) -> None:
+        """Count `steps` and `images` more of `model` (a depth with none is not listed)."""
+        if steps:
+            self.steps[model] = self.steps.get(model, 0) + steps
+        if images:
+            self.images[model] = self.images.get(model, 0) + images
+
 
 def time_depth(config: TrainConfig, steps: int = TIMED_STEPS) -> Prices:
     """The fastest of `steps` timed training steps and one evaluation batch of `config.model`
     on random images at the config's size, batch, precision and memory layout, after one of
-    each to warm up."""
-    from lab3.engine.optim import make_optimizer
+    each to warm up.
+
+    The step is the engine's, as `fit` builds it: `TrainStep` with the config's optimizer
+    (`make_optimizer`), loss and autocast, fp16's loss scaler (`grad_scaler`), then the weight
+    average's update where the config keeps one. It runs uncompiled: compiling would take
+    longer than the estimate is worth. Under fp16 the timed steps are never skipped for an
+    overflow (a skipped step leaves out the optimizer's update, which most steps make)."""
     from lab3.models import build_model
 
     torch.manual_seed(config.seed)
     memory = torch.channels_last if config.use_channels_last() else torch.contiguous_format
     device = config.resolved_device()
     model = build_model(config.model, num_classes=2).to(device, memory_format=memory)
-    optimizer = make_optimizer(model, config)
+    step = TrainStep(
+        model,
+        make_optimizer(model, config),
+        nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        config.autocast(),
+        scaler=grad_scaler(config),
+    )
+    average = WeightAverage(model, config.ema) if config.ema > 0 else None
     size = config.image_size
     images = torch.randn(config.batch_size, 3, size, size, device=device)
     images = images.contiguous(memory_format=memory)
     labels = torch.randint(0, 2, (config.batch_size,), device=device)
-    criterion = nn.CrossEntropyLoss()
 
     def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with config.autocast():
-            loss = criterion(model(images), labels)
-        loss.backward()
-        optimizer.step()
+        step(images, labels)
+        if average is not None:
+            average.update(model, 0)
 
     @torch.no_grad()
     def forward() -> None:
@@ -106,18 +128,22 @@ def time_depth(config: TrainConfig, steps: int = TIMED_STEPS) -> Prices:
 
     model.train()
     train_step()
-    seconds = min(_timed(train_step, 1, device) for _ in range(steps))
+    if step.scaler is not None:  # a scale no gradient overflows: the timed steps update the
+        step.scaler.update(1.0)  # weights, as a training's do once its scale has settled
+    seconds = min(_timed(train_step, device) for _ in range(steps))
     model.eval()
     evaluation_batch = torch.cat([images, images])  # evaluation batches are twice as large
     forward()
-    per_image = _timed(forward, 1, device) / len(evaluation_batch)
+    per_image = _timed(forward, device) / len(evaluation_batch)
     return Prices(train_step=seconds, forward_image=per_image)
 
 
-def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    """Seconds `fn` takes, the device's queued work included."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     started = time.perf_counter()
-    for _ in range(repeats):
-        fn()
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - started
@@ -129,14 +155,13 @@ def _split_sizes(layout: Layout) -> dict[str, int]:
     return sizes
 
 
-def _training(config: TrainConfig, sizes: Mapping[str, int]) -> tuple[int, int]:
-    """(optimizer steps, images evaluated) of one `fit` of `config`: every epoch trains, then
-    re-estimates BatchNorm statistics and evaluates valid (and test when labelled)."""
-    n = min(config.train_limit or sizes["train"], sizes["train"])
-    per_epoch = n // config.batch_size if n > config.batch_size else 1
-    epochs = config.planned_epochs(per_epoch)
-    per_evaluation = min(config.precise_bn, n) + sizes["valid"] + sizes["test_labelled"]
-    return epochs * per_epoch, epochs * per_evaluation
+def _training(config: TrainConfig, sizes: Mapping[str, int], processes: int = 1) -> tuple[int, int]:
+    """(optimizer steps, images evaluated) of one of `processes` in one `fit` of `config`: every
+    epoch of its plan trains, then re-estimates BatchNorm statistics and evaluates valid (and
+    test when labelled), each process its share of the images."""
+    plan = training_plan(config, sizes["train"], processes)
+    per_evaluation = min(config.precise_bn, plan.images) + sizes["valid"] + sizes["test_labelled"]
+    return plan.steps, math.ceil(plan.epochs * per_evaluation / processes)
 
 
 def count_work(
@@ -153,52 +178,58 @@ def count_work(
     inits = 2 if pretrained else 1
     sizes = _split_sizes(layout)
     to_decode = _Caches(layout)
-    work = {"01_data_exploration": Work(), "03_resnet_definitions": Work()}
-    ablation = Work(steps={"resnet18": 0}, images={"resnet18": 0})
-    for spec in ABLATION_VARIANTS.values():
-        config = make_config(
-            profile, model="resnet18", preprocess=spec, device=device, **ABLATION.get(profile, {})
-        )
-        steps, images = _training(config, sizes)
-        ablation.steps["resnet18"] += steps
-        ablation.images["resnet18"] += images + sum(ABLATION_TTA) * sizes["valid"]
-        ablation.decoded += to_decode(config)
-    work["02_preprocessing_experiments"] = ablation
-    # notebook 05 maps some validation images of each of the ablation's runs too
-    ablation_maps = len(ABLATION_VARIANTS) * min(ABLATION_MAPS, sizes["valid"])
-    final = Work(images={"resnet18": MAP_FORWARDS * ablation_maps})
+    ablation = ablation_plan(profile, device)
+    work = {
+        "01_data_exploration": Work(),
+        "02_preprocessing_experiments": _ablation_work(ablation, sizes, to_decode),
+        "03_resnet_definitions": Work(),
+    }
+    final = Work()
+    for config in ablation.configs.values():  # notebook 05 maps the ablation's runs too
+        final.add(config.model, images=MAP_FORWARDS * planned_ablation_maps(sizes["valid"]))
     for model in models:
         config = make_config(profile, model=model, device=device)
-        steps, images = _training(config, sizes)
+        steps, images = _training(config, sizes, processes)
         work[f"04_train_{model}"] = Work(
-            {model: inits * math.ceil(steps / processes)},
-            {model: inits * math.ceil(images / processes)},
-            to_decode(config),
+            {model: inits * steps}, {model: inits * images}, to_decode(config)
         )
-        final.images[model] = (
-            final.images.get(model, 0)
-            + inits * evaluated_views(config, sizes)
-            + MAP_FORWARDS * maps_per_depth(sizes)
-        )
+        views = evaluation_views(config.tta, bool(sizes["test_labelled"]))
+        imagenet = _images(views, sizes) if pretrained else 0  # evaluated, not submitted
+        maps = MAP_FORWARDS * maps_per_depth(sizes)
+        final.add(model, images=evaluated_views(config, sizes) + imagenet + maps)
     work["05_evaluation_and_report"] = final
     return work
 
 
+def _ablation_work(plan: AblationPlan, sizes: Mapping[str, int], to_decode: _Caches) -> Work:
+    """Notebook 02: each variant trained, its best checkpoint evaluated on valid in each of the
+    plan's numbers of views."""
+    work = Work()
+    for config in plan.configs.values():
+        steps, images = _training(config, sizes)
+        work.add(config.model, steps, images + sum(plan.views) * sizes["valid"])
+        work.decoded += to_decode(config)
+    return work
+
+
 def evaluated_views(config: TrainConfig, sizes: Mapping[str, int]) -> int:
-    """Images through a depth in notebook 05's evaluation (`results.evaluate_runs`), the
-    submission's test predictions included: the report split in the config's TTA views, valid
-    in one beside a labelled test split."""
-    views = evaluation_views(config.tta, bool(sizes["test_labelled"]))
-    # an unlabelled test split is still predicted in the config's views, for the submission
-    return views["valid"] * sizes["valid"] + config.tta * sizes["test"]
+    """Images through a depth in notebook 05's evaluation and submission
+    (`results.planned_predictions`): the report split in the config's TTA views, valid in one
+    beside a labelled test split, the test split in the config's views."""
+    return _images(planned_predictions(config.tta, bool(sizes["test_labelled"])), sizes)
+
+
+def _images(views: Mapping[str, int], sizes: Mapping[str, int]) -> int:
+    """Images through a model predicting each split in its number of views."""
+    return sum(count * sizes[split] for split, count in views.items())
 
 
 def maps_per_depth(sizes: Mapping[str, int]) -> int:
-    """Grad-CAM maps a depth makes of the report split (test when labelled, else validation):
-    up to `MAPS_PER_GROUP` right answers and as many mistakes."""
+    """Grad-CAM maps a depth makes of the report split (test when labelled, else validation),
+    of its right answers and its mistakes (`attention.planned_maps`)."""
     split = sizes["test_labelled"] or sizes["valid"]
     mistakes = math.ceil(MISTAKES * split)
-    return min(split - mistakes, MAPS_PER_GROUP) + min(mistakes, MAPS_PER_GROUP)
+    return planned_maps([split - mistakes, mistakes])
 
 
 class _Caches:

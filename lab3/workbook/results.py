@@ -95,6 +95,14 @@ def evaluation_views(tta: int, labelled_test: bool) -> dict[str, int]:
     return {"valid": 1, "test": tta} if labelled_test else {"valid": tta}
 
 
+def planned_predictions(tta: int, labelled_test: bool) -> dict[str, int]:
+    """The predictions notebook 05 makes of one trained depth (split -> TTA views): those of
+    `evaluate_runs` (`evaluation_views`), and the test split in the config's views for its
+    submission (`write_submissions`; where test is evaluated in those views too, the checkpoint
+    predicts it once: `LoadedCheckpoint` keeps its predictions)."""
+    return {**evaluation_views(tta, labelled_test), "test": tta}
+
+
 def evaluate_runs(
     run_dir: str | Path,
     models: Sequence[str],
