@@ -8,15 +8,19 @@ import os
 import sys
 from pathlib import Path
 
+from lab3.config import CHOICES, COURSE_MODELS, DEFAULT_PROFILE, MODEL_NAMES, PROFILES
+from lab3.data.layouts import DEFAULT_DATA, DEFAULT_SPLIT_MODE
+from lab3.data.preprocess import AUGMENTATIONS
 from lab3.errors import UserError
 
-# `lab3 run`'s settings when it starts a run; a resumed run keeps those it was started with.
+# `lab3 run`'s settings when it starts a run, each read from where lab3 defines it; a resumed
+# run keeps those it was started with.
 RUN_DEFAULTS = {
-    "data": "data/synthetic",
-    "profile": "quick",
-    "models": "resnet18,resnet50,resnet152",
+    "data": DEFAULT_DATA,
+    "profile": DEFAULT_PROFILE,
+    "models": ",".join(COURSE_MODELS),
     "nproc": 1,
-    "split_mode": "stratified",  # TrainConfig's default
+    "split_mode": DEFAULT_SPLIT_MODE,
 }
 SPLIT_MODE_HELP = (
     "how a layout without a split of its own (C-NMC's folds) is split: random, stratified "
@@ -24,10 +28,15 @@ SPLIT_MODE_HELP = (
 )
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    from lab3.config import AMP_CHOICES, MODEL_NAMES, PROFILES
-    from lab3.data.layouts import SPLIT_MODES
+def _add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    p.add_argument("--device", choices=CHOICES["device"], default=default)
 
+
+def _add_split_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split-mode", choices=CHOICES["split_mode"], help=SPLIT_MODE_HELP)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train one ResNet; writes a run folder with history and checkpoints"
     )
@@ -35,8 +44,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--model",
         help=f"{', '.join(MODEL_NAMES)}; or torchvision:<name> (outside the course's rules)",
     )
-    p.add_argument("--data", help="dataset folder (default: data/synthetic)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument("--data", help=f"dataset folder (default: {DEFAULT_DATA})")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
     p.add_argument(
         "--init",
         help="initial weights: scratch (default, the course's rule), imagenet (torchvision's, "
@@ -56,37 +65,37 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--image-size", type=int)
     p.add_argument("--preprocess", help='host steps, e.g. "tightcrop,equalize"')
-    p.add_argument("--augment", help='"dihedral,affine,color" or "none"')
-    p.add_argument("--optimizer", choices=("sgd", "adamw"))
-    p.add_argument("--schedule", choices=("onecycle", "cosine"))
-    p.add_argument("--class-balance", choices=("none", "weights", "sampler"))
+    p.add_argument("--augment", help=f'"{",".join(AUGMENTATIONS)}", a part of it, or "none"')
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"])
+    p.add_argument("--schedule", choices=CHOICES["schedule"])
+    p.add_argument("--class-balance", choices=CHOICES["class_balance"])
     p.add_argument("--ema", type=float)
     p.add_argument(
         "--precise-bn", type=int, help="training images to re-estimate BatchNorm statistics on"
     )
     p.add_argument("--tta", type=int, help="dihedral views averaged at evaluation (1-8)")
     p.add_argument("--train-limit", type=int, help="use only this many training images")
-    p.add_argument("--split-mode", choices=SPLIT_MODES, help=SPLIT_MODE_HELP)
+    _add_split_mode(p)
     p.add_argument(
         "--amp",
-        choices=AMP_CHOICES,
+        choices=CHOICES["amp"],
         help="mixed precision; auto: bf16 where native (GPUs from compute capability 8.0, CPUs "
         "with AVX512-BF16/AMX), fp16 with loss scaling on older GPUs, float32 on other CPUs",
     )
     p.add_argument(
         "--compile",
-        choices=("auto", "on", "off"),
+        choices=CHOICES["compile"],
         help="torch.compile; auto: on for CUDA (a failed compile falls back to eager)",
     )
     p.add_argument(
         "--channels-last",
-        choices=("auto", "on", "off"),
+        choices=CHOICES["channels_last"],
         help="auto: on for the CPU, on CUDA where amp is",
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (default outputs/runs/<model>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    _add_device(p, default=None)
     p.add_argument(
         "--sync-bn",
         action="store_const",
@@ -96,38 +105,62 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from lab3.bench.run import NO_MODELS, BenchSettings
+
+    # every flag but --out is a BenchSettings field of the same name, and defaults as it does
+    settings = BenchSettings  # its class attributes are the fields' defaults
     p = sub.add_parser(
         "bench", help="time lab3's loader and training against the usual PyTorch pipeline"
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--models", default="resnet18,resnet50,resnet152", help="none: data only")
+    _add_device(p, default=settings.device)
+    models = ",".join(settings.models)
+    p.add_argument("--models", default=models, help=f"{NO_MODELS}: data only")
     p.add_argument("--out", help="results JSON (default benchmarks/results/bench_<device>.json)")
-    p.add_argument("--data", default="data/synthetic", help="dataset folder (default: %(default)s)")
-    p.add_argument("--image-size", type=int, help="default: the full profile's (224)")
-    p.add_argument("--batch-size", type=int, help="default: the full profile's (128)")
+    p.add_argument("--data", default=settings.data, help="dataset folder (default: %(default)s)")
+    full = PROFILES["full"]
+    p.add_argument(
+        "--image-size", type=int, help=f"default: the full profile's ({full['image_size']})"
+    )
+    p.add_argument(
+        "--batch-size", type=int, help=f"default: the full profile's ({full['batch_size']})"
+    )
     p.add_argument("--augment", help="lab3's augmentation (default: the full profile's)")
-    p.add_argument("--images", type=int, default=0, help="training images (default: all)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved timed passes per side")
-    p.add_argument("--workers", type=int, default=0, help="usual DataLoader workers (0: cores)")
-    p.add_argument("--profile-steps", type=int, default=3, help="steps profiled per model")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--images", type=int, default=settings.images, help="training images (default: all)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=settings.rounds, help="interleaved timed passes per side"
+    )
+    p.add_argument(
+        "--workers", type=int, default=settings.workers, help="usual DataLoader workers (0: cores)"
+    )
+    p.add_argument(
+        "--profile-steps", type=int, default=settings.profile_steps, help="steps profiled per model"
+    )
+    p.add_argument(
+        "--threads", type=int, default=settings.threads, help="torch threads (0: torch's default)"
+    )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from lab3.config import PROFILES
-    from lab3.data.layouts import SPLIT_MODES
-
-    parser = argparse.ArgumentParser(prog="lab3", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from lab3.data import synthetic
+    from lab3.data.synthetic import retinopathy
 
     p = sub.add_parser("synth", help="generate the synthetic default dataset (course layout)")
     # --out and --size default by --kind, so their defaults are None here: a value given
     # explicitly, even one equal to the other kind's default, is always the one used
-    p.add_argument("--out", help="default data/synthetic (retinopathy: data/retinopathy)")
+    p.add_argument(
+        "--out", help=f"default {synthetic.DEFAULT_OUT} (retinopathy: {retinopathy.DEFAULT_OUT})"
+    )
     p.add_argument("--train", type=int)
     p.add_argument("--valid", type=int)
     p.add_argument("--test", type=int)
-    p.add_argument("--size", type=int, help="image side in pixels (default 450; retinopathy 256)")
+    p.add_argument(
+        "--size",
+        type=int,
+        help=f"image side in pixels (default {synthetic.DEFAULT_SIZE}; "
+        f"retinopathy {retinopathy.DEFAULT_SIZE})",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--force", action="store_true", help="replace a dataset already in --out (nothing else)"
@@ -137,25 +170,32 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("leukemia", "retinopathy"),
         default="leukemia",
         help="leukemia: the course's cells (default); retinopathy: the earlier edition's five "
-        "grades of fundus-like images (out default data/retinopathy, 256 px, no --valid)",
+        f"grades of fundus-like images (out default {retinopathy.DEFAULT_OUT}, "
+        f"{retinopathy.DEFAULT_SIZE} px, no --valid)",
     )
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab3", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_synth(sub)
     p = sub.add_parser("data", help="inspect a dataset folder")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     s = data_sub.add_parser(
         "summary", help="layout, counts, image sizes; builds or checks the cache"
     )
-    s.add_argument("--data", default="data/synthetic")
+    s.add_argument("--data", default=DEFAULT_DATA)
     s.add_argument(
         "--profile",
         choices=sorted(PROFILES),
-        default="quick",
+        default=DEFAULT_PROFILE,
         help="the profile you will train with: the cache is built at its image size and "
         "preprocessing, so training finds it ready (default: %(default)s)",
     )
     s.add_argument("--image-size", type=int, help="default: the profile's")
     s.add_argument("--preprocess", help="default: the profile's (e.g. tightcrop)")
-    s.add_argument("--split-mode", choices=SPLIT_MODES, help=SPLIT_MODE_HELP)
+    _add_split_mode(s)
 
     _add_train(sub)
 
@@ -166,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
     p.add_argument("--split", choices=("valid", "test"), default="valid")
     p.add_argument("--tta", type=int, help="dihedral views to average, 1-8 (default: the run's)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_device(p)
 
     p = sub.add_parser("predict", help="write the Kaggle submission CSV of a checkpoint")
     p.add_argument("--checkpoint", required=True)
@@ -174,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-csv", help="default: resnet_<depth>_test.csv of the data folder")
     p.add_argument("--out", required=True, help="submission CSV to write")
     p.add_argument("--tta", type=int, help="dihedral views to average, 1-8 (default: the run's)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_device(p)
 
     p = sub.add_parser("score", help="score a submission against the truth (local leaderboard)")
     p.add_argument("submission")
@@ -191,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue this interrupted or killed run with its own settings",
     )
     p.add_argument("--nproc", type=int, help="processes training each depth (torchrun, DDP)")
-    p.add_argument("--split-mode", choices=SPLIT_MODES, help=SPLIT_MODE_HELP)
+    _add_split_mode(p)
     p.add_argument(
         "--pretrained",
         action="store_true",
@@ -204,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run", default="outputs/latest", help="a workbook run folder")
     p.add_argument("--data", help="dataset folder (default: the one each depth was trained on)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_device(p)
 
     p = sub.add_parser(
         "explain", help="Grad-CAM maps: where each depth looks, right and wrong (PNG)"
@@ -220,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer", help="the stage the maps come from (default: layer4 from 192 px, else finer)"
     )
     p.add_argument("--data", help="dataset folder (default: the one it was trained on)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_device(p)
 
     p = sub.add_parser("report", help="build report.pdf from an executed workbook run")
     p.add_argument("--run", default="outputs/latest")
@@ -315,7 +355,7 @@ def _lab(args: argparse.Namespace) -> int:
     """Prepare the student's run folder, then become JupyterLab (exec: Ctrl-C reaches it)."""
     from lab3.workbook.interactive import LAB_RUN, jupyter_command, prepare_lab
 
-    run = prepare_lab(args.data, args.profile, args.models.split(","), args.run or LAB_RUN)
+    run = prepare_lab(args.data, args.profile, args.models, args.run or LAB_RUN)
     print(
         f"lab: your notebooks are {run / 'notebooks'}/01 ... 05; run each top to bottom, in "
         f"order, then: lab3 report --run {run}",
@@ -428,7 +468,8 @@ def _train(args: argparse.Namespace) -> int:
         settings.pop("profile")
     elif args.model is None:
         raise UserError("--model is required (or --config with a saved config.json)")
-    settings["data"] = settings["data"] or "data/synthetic"
+    if settings["data"] is None:
+        settings["data"] = DEFAULT_DATA
     config = make_config(profile, **settings)
     result = fit(config, resume=args.resume)
     print(
@@ -495,11 +536,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     # every bench flag is a BenchSettings field of the same name
     fields = {f.name for f in dataclasses.fields(BenchSettings)}
-    values = {name: value for name, value in vars(args).items() if name in fields}
-    values["models"] = tuple(
-        m.strip() for m in args.models.split(",") if m.strip() not in ("", "none")
-    )
-    settings = BenchSettings(**values)
+    settings = BenchSettings(**{k: v for k, v in vars(args).items() if k in fields})
     # the command as run, every option spelled out, so the results say exactly what made them
     options = [
         (f"--{name.replace('_', '-')}", str(value))

@@ -28,16 +28,36 @@ import functools
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lab3.data.layouts import load_layout
+from lab3.data.formats import TEST_CSVS
+from lab3.data.layouts import DEFAULT_DATA, DEFAULT_SPLIT_MODE, SPLIT_MODES, load_layout
 from lab3.data.working_size import SizeRule, choose_size, median_cell_side
 from lab3.errors import UserError
 from lab3.models.resnet import MODEL_NAMES
+
+DEFAULT_PROFILE = "quick"  # the CPU demo (`PROFILES`)
+# The course's depths, one test CSV each: what the workbook trains and the bench times by default.
+COURSE_MODELS = tuple(TEST_CSVS)
+SWITCH_CHOICES = ("auto", "on", "off")
+AMP_CHOICES = ("auto", "on", "bf16", "fp16", "off")
+# The values each setting of a closed set may take: `make_config` refuses any other, and the
+# command line offers these as its flags' choices.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("sgd", "adamw"),
+    "schedule": ("onecycle", "cosine"),
+    "class_balance": ("none", "weights", "sampler"),
+    "split_mode": SPLIT_MODES,
+    "device": ("auto", "cpu", "cuda"),
+    "amp": AMP_CHOICES,
+    "channels_last": SWITCH_CHOICES,
+    "compile": SWITCH_CHOICES,
+}
 
 
 @dataclass
@@ -45,9 +65,9 @@ class TrainConfig:
     # what to train, on what, and where the run folder goes
     model: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
     # or torchvision:<name>, any classifier of torchvision.models (outside the course's rules)
-    data: str = "data/synthetic"  # a dataset folder of any known layout
+    data: str = DEFAULT_DATA  # a dataset folder of any known layout
     out: str | None = None  # run folder; default outputs/runs/<model>-<timestamp>
-    profile: str = "quick"  # the defaults this config started from (quick | full | tiny)
+    profile: str = DEFAULT_PROFILE  # the defaults this config started from (quick | full | tiny)
     # optimisation
     epochs: int = 6  # passes over a large training set; see the module docstring
     min_steps: int = 0  # floor in batches of batch_size seen (any number of processes)
@@ -77,9 +97,7 @@ class TrainConfig:
     image_size_reason: str = ""
     preprocess: str = "tightcrop"  # host steps before the cache, e.g. "tightcrop,equalize"
     augment: str = "dihedral,affine,color"  # device augmentation; "none" for none
-    split_mode: str = (
-        "stratified"  # for layouts without a split (C-NMC): random | stratified | subject
-    )
+    split_mode: str = DEFAULT_SPLIT_MODE  # for layouts without a split (C-NMC): SPLIT_MODES
     train_limit: int = 0  # use only this many training images (0 = all); for quick ablations
     tta: int = 1  # dihedral views averaged at evaluation (1 = none, 8 = all)
     # execution
@@ -158,8 +176,7 @@ class TrainConfig:
         return torch.device(self.device)
 
     def _switch(self, value: str, name: str, auto: bool) -> bool:
-        if value not in ("auto", "on", "off"):
-            raise UserError(f"{name} must be auto, on or off, not {value!r}")
+        check_choice(name, value)
         if value == "auto":
             return auto
         return value == "on"
@@ -169,8 +186,7 @@ class TrainConfig:
         return self._precision_and_reason()[0]
 
     def _precision_and_reason(self) -> tuple[str, str]:
-        if self.amp not in AMP_CHOICES:
-            raise UserError(f"amp must be one of {', '.join(AMP_CHOICES)}, not {self.amp!r}")
+        check_choice("amp", self.amp)
         if self.amp in ("bf16", "fp16"):
             return self.amp, f"--amp {self.amp}"
         if self.amp == "off":
@@ -226,8 +242,6 @@ class TrainConfig:
             "bf16_reason": why,
         }
 
-
-AMP_CHOICES = ("auto", "on", "bf16", "fp16", "off")
 
 # bf16 is native on NVIDIA GPUs from compute capability 8.0 (Ampere: A100, RTX 30); below it
 # (T4 7.5, V100 7.0, P100 6.0, GTX 10 6.1) fp16 with gradient scaling is the standard.
@@ -345,10 +359,37 @@ PROFILES: dict[str, dict[str, Any]] = {
 WORKING_SIZE = {"quick": SizeRule(6.0, 48, 96), "full": SizeRule(1.0, 64, 224)}
 
 
-def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
-    """A TrainConfig from a profile, with explicit settings (not None) on top."""
+def check_profile(profile: str) -> None:
+    """One line naming `PROFILES` where `profile` is not one of them."""
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+
+def parse_models(models: str | Sequence[str]) -> list[str]:
+    """lab3's depths from a comma string (the command line's, the notebooks' parameter) or a
+    list: stripped, lower-cased, blanks dropped. None at all, an unknown depth or one listed
+    twice is one line."""
+    names = models.split(",") if isinstance(models, str) else list(models)
+    names = [name.strip().lower() for name in names if name.strip()]
+    if not names:
+        raise UserError(f"no models given; pass e.g. {','.join(COURSE_MODELS)}")
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+    if len(set(names)) != len(names):
+        raise UserError(f"a model is listed twice in {','.join(names)}; list each depth once")
+    return names
+
+
+def check_choice(name: str, value: str) -> None:
+    """One line naming the allowed values where `value` is not among `CHOICES[name]`."""
+    if value not in CHOICES[name]:
+        raise UserError(f"{name} must be one of {', '.join(CHOICES[name])}, not {value!r}")
+
+
+def make_config(profile: str = DEFAULT_PROFILE, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a profile, with explicit settings (not None) on top."""
+    check_profile(profile)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(overrides) - known
@@ -401,19 +442,8 @@ def _measured_size(data: str, split_mode: str, seed: int, rule: SizeRule) -> tup
 
 
 def _validate(config: TrainConfig) -> None:
-    choices = {
-        "optimizer": ("sgd", "adamw"),
-        "schedule": ("onecycle", "cosine"),
-        "class_balance": ("none", "weights", "sampler"),
-        "split_mode": ("random", "stratified", "subject"),
-        "device": ("auto", "cpu", "cuda"),
-        "amp": AMP_CHOICES,
-    }
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise UserError(
-                f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}"
-            )
+    for name in CHOICES:
+        check_choice(name, getattr(config, name))
     for name in ("epochs", "batch_size", "image_size", "tta"):
         if int(getattr(config, name)) < 1:
             raise UserError(f"{name} must be at least 1, not {getattr(config, name)}")

@@ -311,8 +311,8 @@ def test_a_bad_switch_names_itself(name: str) -> None:
            "compile": config.use_compile}[name]  # fmt: skip
     with pytest.raises(UserError) as err:
         use()
-    allowed = "one of auto, on, bf16, fp16, off" if name == "amp" else "auto, on or off"
-    assert str(err.value) == f"{name} must be {allowed}, not 'maybe'"
+    allowed = "auto, on, bf16, fp16, off" if name == "amp" else "auto, on, off"
+    assert str(err.value) == f"{name} must be one of {allowed}, not 'maybe'"
 
 
 @pytest.mark.parametrize("gpu", [True, False])

@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab3.config import TrainConfig
+from lab3.config import COURSE_MODELS, DEFAULT_PROFILE, TrainConfig
+from lab3.data.layouts import DEFAULT_DATA
 from lab3.workbook import folders
 from lab3.workbook.report import SECTION_TAGS
 from lab3.workbook.runner import NOTEBOOKS, NOTEBOOKS_DIR, TRAIN_NOTEBOOK
@@ -70,7 +71,8 @@ def test_one_parameters_cell_with_defaults_for_jupyterlab(name: str) -> None:
     expected |= {"split_mode"} if name in SPLIT_MODE_NOTEBOOKS else set()
     assert set(assigned) == expected
     # Opened in JupyterLab from notebooks/, the defaults point at the repo's folders.
-    assert assigned["data_dir"] == "../data/synthetic"
+    assert assigned["data_dir"] == f"../{DEFAULT_DATA}"
+    assert (assigned["profile"], assigned["models"]) == (DEFAULT_PROFILE, ",".join(COURSE_MODELS))
     assert assigned["run_dir"].startswith("../outputs/")
     assert assigned["device"] == "auto"
     if name in SPLIT_MODE_NOTEBOOKS:

@@ -38,20 +38,27 @@ from lab3.bench.student_pipeline import (
     usual_transform,
 )
 from lab3.bench.timing import Pass, Timing, interleave, synchronize
-from lab3.config import MODEL_NAMES, TrainConfig, make_config
+from lab3.config import COURSE_MODELS, TrainConfig, make_config, parse_models
+from lab3.data.layouts import DEFAULT_DATA
 from lab3.data.preprocess import Augment
 from lab3.engine.data import PreparedData, prepare_data
 from lab3.errors import UserError
 from lab3.models import build_model
 
 STAGED_BATCHES = 8  # distinct batches the compute-only side cycles through
+NO_MODELS = "none"  # `--models none`: time the data pipeline only
 
 
 @dataclass
 class BenchSettings:
-    data: str = "data/synthetic"
+    """What to time and how often. The training settings are no part of it: they are the full
+    profile's (`config`), and image_size, batch_size and augment left None keep its values;
+    `lab3 bench`'s flags default to these fields' defaults."""
+
+    data: str = DEFAULT_DATA
     device: str = "auto"  # auto | cpu | cuda
-    models: tuple[str, ...] = ("resnet18", "resnet50", "resnet152")  # none: data pipeline only
+    # lab3's depths as a list or a comma string; NO_MODELS or none at all: data pipeline only
+    models: tuple[str, ...] | str = COURSE_MODELS
     image_size: int | None = None  # None: the full profile's
     batch_size: int | None = None  # None: the full profile's
     augment: str | None = None  # lab3's augmentation; None: the full profile's
@@ -62,9 +69,9 @@ class BenchSettings:
     threads: int = 0  # torch's threads in this process (both sides); 0: torch's default
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.models if m not in MODEL_NAMES]
-        if unknown:
-            raise UserError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
+        if isinstance(self.models, str) and self.models.strip().lower() == NO_MODELS:
+            self.models = ()
+        self.models = tuple(parse_models(self.models)) if self.models else ()
         if self.rounds < 1 or self.images < 0:
             raise UserError("--rounds must be at least 1 and --images at least 0")
 

@@ -38,7 +38,12 @@ from lab3.errors import UserError
 CNMC_NAME = re.compile(
     r"^UID_(?P<subject>[A-Za-z]?\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<cls>all|hem)\.bmp$"
 )
+# How a layout without a split of its own (C-NMC's folds) is split; the config, the command line
+# and the workbook read these.
 SPLIT_MODES = ("random", "stratified", "subject")
+DEFAULT_SPLIT_MODE = "stratified"  # per image within each class, as the course split its data
+# The dataset folder read where none is named: the synthetic default, which `lab3 synth` writes.
+DEFAULT_DATA = "data/synthetic"
 
 
 @dataclass
@@ -84,7 +89,7 @@ class Layout:
 def load_layout(
     root: str | Path,
     *,
-    split_mode: str = "stratified",
+    split_mode: str = DEFAULT_SPLIT_MODE,
     valid_fraction: float = 0.15,
     test_fraction: float = 0.10,
     seed: int = 0,

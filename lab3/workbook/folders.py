@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab3.config import parse_models  # the notebooks call it here: folders.parse_models(models)
 from lab3.errors import UserError
 
 RECORD = "workbook.json"  # the run's parameters and finished notebooks
@@ -66,15 +67,6 @@ def workbook_paths(run_dir: str | Path) -> WorkbookPaths:
     for folder in (paths.figures, paths.runs, paths.submissions):
         folder.mkdir(parents=True, exist_ok=True)
     return paths
-
-
-def parse_models(models: str | Sequence[str]) -> list[str]:
-    """Papermill passes the models as one comma string; notebooks want a list."""
-    names = models.split(",") if isinstance(models, str) else list(models)
-    names = [n.strip() for n in names if n.strip()]
-    if not names:
-        raise UserError("no models given; pass e.g. models='resnet18,resnet50,resnet152'")
-    return names
 
 
 def depths_to_train(models: str | Sequence[str], model: str) -> list[str]:

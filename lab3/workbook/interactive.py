@@ -24,7 +24,8 @@ from typing import Any
 
 import nbformat
 
-from lab3.data.layouts import Layout, load_layout
+from lab3.config import COURSE_MODELS, DEFAULT_PROFILE
+from lab3.data.layouts import DEFAULT_DATA, DEFAULT_SPLIT_MODE, Layout, load_layout
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
 from lab3.workbook.folders import ALL_DEPTHS, RECORD, read_record
@@ -37,15 +38,15 @@ _ASSIGNMENT = re.compile(r"^(?P<name>\w+) = (?P<value>.*?)(?P<comment>\s+#.*)?$"
 
 def prepare_lab(
     data: str | Path,
-    profile: str = "quick",
-    models: Sequence[str] = ("resnet18", "resnet50", "resnet152"),
+    profile: str = DEFAULT_PROFILE,
+    models: str | Sequence[str] = COURSE_MODELS,
     run_dir: str | Path = LAB_RUN,
     notebooks_dir: str | Path | None = None,
 ) -> Path:
     """The student's run folder with a copy of each notebook whose parameters point at it and
     at `data`; copies already there are kept (they hold the student's work). A folder prepared
     for other data, profile or depths is refused: its runs would be mixed with new ones."""
-    names = _check_arguments(profile, list(models))
+    names = _check_arguments(profile, models)
     sources = _sources(notebooks_dir)
     data_dir = load_layout(data).root  # a wrong folder: one line before anything is written
     run = Path(run_dir).expanduser().resolve()
@@ -109,7 +110,9 @@ def jupyter_command(run: Path, extra: Sequence[str] = ()) -> list[str]:
     return [*command, *extra, str(notebook_path(run).relative_to(root))]
 
 
-def open_layout(data_dir: str | Path, split_mode: str = "stratified", seed: int = 0) -> Layout:
+def open_layout(
+    data_dir: str | Path, split_mode: str = DEFAULT_SPLIT_MODE, seed: int = 0
+) -> Layout:
     """The dataset of the parameters cell, or one sentence saying which parameter to change."""
     try:
         return load_layout(data_dir, split_mode=split_mode, seed=seed)
@@ -119,7 +122,7 @@ def open_layout(data_dir: str | Path, split_mode: str = "stratified", seed: int 
         raise UserError(
             f"data_dir = {str(data_dir)!r} is not a dataset lab3 can read ({detail}); set "
             "data_dir in this notebook's parameters cell (the first code cell) to your dataset "
-            "folder, or run `make lab`, which makes the default data/synthetic"
+            f"folder, or run `make lab`, which makes the default {DEFAULT_DATA}"
         ) from None
 
 

@@ -36,6 +36,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from lab3.config import COURSE_MODELS, DEFAULT_PROFILE, check_profile, make_config, parse_models
+from lab3.data.layouts import DEFAULT_DATA, DEFAULT_SPLIT_MODE
 from lab3.errors import UserError
 from lab3.fileio import write_json_atomic
 from lab3.workbook.cpu_time import CpuTimes, weighted_share
@@ -83,7 +85,7 @@ def plan(
     device: str = "auto",
     nproc: int = 1,
     pretrained: bool = False,
-    split_mode: str = "stratified",
+    split_mode: str = DEFAULT_SPLIT_MODE,
 ) -> list[NotebookRun]:
     """The notebook executions of one run, in order; 04 trains with `nproc` processes, and 04 and
     05 learn whether each depth is also trained from ImageNet weights (`pretrained`). Every
@@ -109,20 +111,9 @@ def plan(
     return steps
 
 
-def _check_arguments(profile: str, models: Sequence[str]) -> list[str]:
-    from lab3.config import MODEL_NAMES, PROFILES
-
-    if profile not in PROFILES:
-        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    names = [m.strip().lower() for m in models if m.strip()]
-    if not names:
-        raise UserError("no models given; pass e.g. --models resnet18,resnet50,resnet152")
-    unknown = [m for m in names if m not in MODEL_NAMES]
-    if unknown:
-        raise UserError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)}")
-    if len(set(names)) != len(names):
-        raise UserError(f"a model is listed twice in {','.join(names)}; list each depth once")
-    return names
+def _check_arguments(profile: str, models: str | Sequence[str]) -> list[str]:
+    check_profile(profile)
+    return parse_models(models)
 
 
 def new_run_folder(out: str | Path | None) -> Path:
@@ -202,9 +193,9 @@ def exclusive(run: Path) -> Iterator[None]:
 
 
 def run_workbook(
-    data: str | Path = "data/synthetic",
-    profile: str = "quick",
-    models: Sequence[str] = ("resnet18", "resnet50", "resnet152"),
+    data: str | Path = DEFAULT_DATA,
+    profile: str = DEFAULT_PROFILE,
+    models: str | Sequence[str] = COURSE_MODELS,
     out: str | Path | None = None,
     notebooks_dir: str | Path | None = None,
     kernel_name: str | None = None,
@@ -212,7 +203,7 @@ def run_workbook(
     nproc: int = 1,
     stream: TextIO | None = None,
     pretrained: bool = False,
-    split_mode: str = "stratified",
+    split_mode: str = DEFAULT_SPLIT_MODE,
 ) -> Path:
     """Execute every notebook of the workbook into a new run folder; returns the folder.
 
@@ -226,11 +217,8 @@ def run_workbook(
     checked before the run folder exists. `kernel_name` defaults to the notebooks' own
     kernelspec (python3, which jupyter_client starts with this interpreter).
     """
-    from lab3.config import make_config
     from lab3.engine.data import check_trainable
 
-    if isinstance(models, str):
-        models = models.split(",")
     models = _check_arguments(profile, models)
     sources = _sources(notebooks_dir)
     if nproc < 1:

@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lab3.data.formats import METADATA_CSV, SPLIT_CSVS, SPLITS, TEST_CSVS, TRUTH_CSV
+from lab3.data.layouts import DEFAULT_DATA
 from lab3.data.synthetic.render import (
     BLAST_FRACTION,
     DEFAULT_SIZE,
@@ -32,7 +33,7 @@ from lab3.errors import UserError
 DEFAULT_TRAIN = 1200
 DEFAULT_VALID = 300
 DEFAULT_TEST = 200
-DEFAULT_OUT = Path("data/synthetic")
+DEFAULT_OUT = Path(DEFAULT_DATA)
 MIN_SIZE = 32  # smaller frames lose the cell's cues, and ResNet's five halvings leave nothing
 TEST_CSV_NAMES = tuple(TEST_CSVS.values())
 
