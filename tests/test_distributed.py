@@ -17,13 +17,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from faults import RAISE_HOOK, fault_env
 
 from lab3.config import make_config
 from lab3.data.loader import DeviceLoader, shard
 from lab3.engine.checkpoint import read_checkpoint
 from lab3.engine.distributed import Distributed, scaled_lr
 from lab3.engine.evaluate import evaluate_checkpoint
-from lab3.engine.faults import RAISE_HOOK
 from lab3.engine.loop import fit
 from lab3.engine.resume import fit_or_resume
 from lab3.errors import UserError
@@ -121,7 +121,7 @@ def test_failed_rank_ends_the_job_and_resume_continues(
     """Catches a job that hangs or exits 0 when one rank raises, a damaged last.pt, and a
     resume under DDP that does not reproduce the uninterrupted run."""
     out = tmp_path / "run"
-    failed = _torchrun(small_synthetic, out, env={RAISE_HOOK: "1@1"})
+    failed = _torchrun(small_synthetic, out, env=fault_env(RAISE_HOOK, "1@1"))
     assert failed.returncode != 0
     assert "lab3 train: error: rank 1 of 2 failed (RuntimeError" in failed.stderr
     assert read_checkpoint(out / "last.pt")["epoch"] == 1

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 from builders import METRIC_COLUMNS, TINY, tensors_equal, train_in_subprocess
+from faults import KILL_HOOK, fault_env
 
 from lab3.cli import main
 from lab3.config import TrainConfig, make_config
 from lab3.engine.checkpoint import read_checkpoint, save_checkpoint
-from lab3.engine.faults import KILL_HOOK
 from lab3.engine.loop import fit
 from lab3.engine.optim import lr_factor
 from lab3.errors import UserError
@@ -94,7 +94,12 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(
     kill = expected["best_epoch"]
     assert kill < int(epochs), "the best epoch must come before the last for this to test resume"
     killed = train_in_subprocess(
-        small_synthetic, tmp_path / "killed", "--epochs", epochs, *ema, env={KILL_HOOK: str(kill)}
+        small_synthetic,
+        tmp_path / "killed",
+        "--epochs",
+        epochs,
+        *ema,
+        env=fault_env(KILL_HOOK, str(kill)),
     )
     assert killed.returncode == -signal.SIGKILL
     assert pd.read_csv(tmp_path / "killed" / "history.csv")["epoch"].tolist() == [
@@ -196,7 +201,9 @@ def test_wrong_architecture_names_both(
         load_weights(build_model("resnet18", num_classes=5), state, run / "best.pt")
     finished = train_in_subprocess(small_synthetic, run, "--resume", "--epochs", "2")
     assert finished.returncode == 2 and "this run finished" in finished.stderr
-    (run / "last.pt").write_bytes((run / "best.pt").read_bytes())  # as if still resumable
+    # as if interrupted: resumable (a finished result.json would make it finished, last.pt or not)
+    (run / "last.pt").write_bytes((run / "best.pt").read_bytes())
+    (run / "result.json").unlink()
     wrong = subprocess.run(
         [
             sys.executable,

@@ -25,12 +25,12 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from faults import KILL_HOOK, fault_env
 
 from lab3.cli import main
 from lab3.config import make_config
 from lab3.engine.checkpoint import read_checkpoint
 from lab3.engine.evaluate import LoadedCheckpoint
-from lab3.engine.faults import KILL_HOOK
 from lab3.engine.loop import format_row
 from lab3.engine.resume import fit_or_resume
 from lab3.formatting import pct
@@ -99,7 +99,7 @@ def _run_until_checkpoint(data: Path, run: Path, log: Path) -> list[tuple[str, l
         proc = _lab3(
             "run", "--data", str(data), "--profile", "tiny", "--models", ",".join(MODELS),
             "--out", str(run),
-            env={KILL_HOOK: f"{KILLED}:1"}, stdout=subprocess.PIPE, stderr=stderr,
+            env=fault_env(KILL_HOOK, f"{KILLED}:1"), stdout=subprocess.PIPE, stderr=stderr,
         )  # fmt: skip
 
         def read() -> None:

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 from builders import METRIC_COLUMNS, tensors_equal, train_in_subprocess
+from faults import KILL_HOOK, fault_env
 from torch import nn
 
 from lab3.config import TrainConfig, make_config
 from lab3.engine.checkpoint import read_checkpoint
-from lab3.engine.faults import KILL_HOOK
 from lab3.engine.loop import format_row
 from lab3.engine.step import TrainStep, grad_scaler
 
@@ -150,7 +150,9 @@ def test_fp16_training_resumed_after_a_kill_equals_an_uninterrupted_run(
     fp16 = ("--epochs", "3", "--amp", "fp16")
     straight = train_in_subprocess(small_synthetic, tmp_path / "straight", *fp16)
     assert straight.returncode == 0, straight.stderr
-    killed = train_in_subprocess(small_synthetic, tmp_path / "killed", *fp16, env={KILL_HOOK: "1"})
+    killed = train_in_subprocess(
+        small_synthetic, tmp_path / "killed", *fp16, env=fault_env(KILL_HOOK, "1")
+    )
     assert killed.returncode == -signal.SIGKILL
     state = read_checkpoint(tmp_path / "killed" / "last.pt")
     assert state["scaler"] is not None and state["scaler"]["scale"] > 0

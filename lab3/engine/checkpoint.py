@@ -1,14 +1,16 @@
-"""Checkpoints: written atomically, loaded with `weights_only=True`, checked against the model.
+"""Checkpoints: what they hold, written atomically, loaded with `weights_only=True`, checked
+against the model.
 
-A checkpoint is a dict ``{model, optimizer, lr_scheduler, scaler, epoch, config, history, rng,
-arch, num_classes, in_channels, class_names}`` of tensors and plain Python values only, so it
-loads without unpickling arbitrary objects.
+`checkpoint_state` is the one definition of what a checkpoint holds and `restore_state` the one
+place that reads it back into a training (last.pt, `--resume`); `evaluation_state` is what
+best.pt keeps. A checkpoint is a dict of tensors and plain Python values only, so it loads
+without unpickling arbitrary objects; `model_from_state` rebuilds the model from one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -16,6 +18,59 @@ from torch import nn
 from lab3.errors import UserError
 from lab3.fileio import atomic_path
 from lab3.models import build_model, torchvision_name
+
+if TYPE_CHECKING:
+    from lab3.engine.loop import Trainer
+
+
+def checkpoint_state(trainer: Trainer, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything `--resume` needs, as tensors and plain values (loads with weights_only)."""
+    data = trainer.data
+    return {
+        "model": trainer.model.state_dict(),
+        # the weight average, when the run keeps one: what the run's accuracy is measured on
+        "ema": trainer.ema.model.state_dict() if trainer.ema is not None else None,
+        "optimizer": trainer.optimizer.state_dict(),
+        "lr_scheduler": trainer.schedule.state_dict(),
+        # fp16's loss scale and its growth counter, so a resumed run scales as an unbroken one
+        "scaler": None if (scaler := trainer.train_step.scaler) is None else scaler.state_dict(),
+        "epoch": int(history[-1]["epoch"]),
+        "config": trainer.config.to_dict(),
+        "history": history,
+        "rng": {"torch": torch.get_rng_state()},
+        "arch": trainer.config.model,
+        "num_classes": data.layout.num_classes,
+        "in_channels": data.pipeline.channels,
+        "class_names": list(data.layout.class_names),
+        "world_size": trainer.group.world_size,
+        # where the initial weights stood before training, and which file they came from
+        "init_valid_acc": trainer.init_valid_acc,
+        "init_weights": trainer.init_weights,
+    }
+
+
+def evaluation_state(state: dict[str, Any]) -> dict[str, Any]:
+    """best.pt: the weights and what rebuilds the model, without the optimizer's moments."""
+    return {key: value for key, value in state.items() if key != "optimizer"}
+
+
+def restore_state(
+    trainer: Trainer, state: dict[str, Any], path: Path
+) -> tuple[list[dict[str, Any]], int]:
+    """Weights, optimizer, EMA, schedule position, loss scale and RNG from a checkpoint into
+    `trainer`; returns the history so far and the epoch to continue with."""
+    load_weights(trainer.model, state, path)
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    if trainer.ema is not None and state.get("ema") is not None:
+        trainer.ema.model.load_state_dict(state["ema"])
+    trainer.schedule.step = int(state["lr_scheduler"]["step"])
+    scaler = trainer.train_step.scaler
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
+    trainer.init_valid_acc = state.get("init_valid_acc")
+    trainer.init_weights = state.get("init_weights")
+    torch.set_rng_state(state["rng"]["torch"])
+    return [dict(row) for row in state["history"]], int(state["epoch"]) + 1
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

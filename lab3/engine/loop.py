@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,12 @@ from tqdm.auto import tqdm  # the notebook widget in JupyterLab, text elsewhere
 from lab3.config import TrainConfig
 from lab3.data.loader import DeviceLoader
 from lab3.engine import distributed
-from lab3.engine.checkpoint import load_weights, read_checkpoint
+from lab3.engine.checkpoint import read_checkpoint, restore_state
 from lab3.engine.data import PreparedData, check_trainable, prepare_data
 from lab3.engine.distributed import Distributed
 from lab3.engine.evaluate import evaluate_loader
-from lab3.engine.faults import inject_faults
 from lab3.engine.optim import Schedule, WeightAverage, make_optimizer
-from lab3.engine.run_folder import RunFolder, RunResult
+from lab3.engine.run_folder import Mode, RunFolder, RunResult
 from lab3.engine.step import TrainStep, grad_scaler
 from lab3.errors import UserError
 from lab3.models import build_model, initial_state, load_initial_state, torchvision_name
@@ -56,7 +55,6 @@ class Trainer:
     config: TrainConfig
     data: PreparedData
     model: nn.Module  # the bare model: what checkpoints hold
-    train_model: nn.Module  # the model that runs training steps (DDP-wrapped, compiled)
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     criterion: nn.Module
@@ -66,12 +64,18 @@ class Trainer:
     epochs: int  # planned: `epochs`, or more for a small set (`TrainConfig.planned_epochs`)
     train_step: TrainStep  # forward, loss, backward, update: the step `lab3 bench` times
     statistics_loader: DeviceLoader | None  # precise BN: training images, unaugmented
+    init_note: str | None = None  # what loading the initial weights did (none from scratch)
     init_valid_acc: float | None = None  # valid accuracy before training, when not from scratch
     init_weights: dict[str, Any] | None = None  # imagenet: the file, and if it is the published one
 
     @property
     def eval_model(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.model
+
+    @property
+    def train_model(self) -> nn.Module:
+        """The model that runs training steps (DDP-wrapped, compiled): the step's own."""
+        return self.train_step.model
 
 
 def train_one_epoch(trainer: Trainer, loader: DeviceLoader, progress: bool) -> dict[str, float]:
@@ -161,6 +165,11 @@ def fit(
         distributed.shutdown(group)
 
 
+# Called on every process after each epoch's checkpoint with (epoch, rank, run folder). Empty
+# in use; the tests add to it to end a process there as a crash would (tests/faults.py).
+AFTER_CHECKPOINT: list[Callable[[int, int, Path], None]] = []
+
+
 def _fit(
     config: TrainConfig,
     resume: bool,
@@ -169,96 +178,87 @@ def _fit(
     on_epoch: EpochCallback | None = None,
 ) -> RunResult:
     progress = group.is_main and (sys.stderr.isatty() if progress is None else progress)
-    config.world_size = group.world_size
+    config = replace(config, world_size=group.world_size)  # the caller's config stays as given
     check_trainable(config, group.world_size)  # a data folder it cannot train on: nothing written
+    mode = Mode.RESUME if resume else Mode.NEW
+    path = group.run_on_main(lambda: RunFolder.plan(config, mode)[0].path)
     # the initial weights first: a missing file or an offline download leaves no run folder
     start = None if resume else initial_state(config.model, config.init, progress)
-    created = not resume and not (config.out and Path(config.out).exists())
-    run = RunFolder(group.run_on_main(lambda: RunFolder.create(config, resume).path), group.is_main)
+    created = not resume and not path.exists()
+    run = RunFolder(path, group.is_main)
     try:
-        previous = (
-            group.run_on_main(lambda: read_checkpoint(run.path / "last.pt")) if resume else None
-        )
-        if previous is not None:
-            _check_resumable(config, previous, run.path / "last.pt")
+        if not resume:
+            group.run_on_main(run.create)
+        previous = group.run_on_main(lambda: read_checkpoint(path / "last.pt")) if resume else None
         data = _prepare_data_once_per_node(config, progress, group)
         run.save_config(config)
         trainer = _make_trainer(config, data, group, start)
-        if start is not None and config.init == "imagenet":
-            trainer.init_weights = imagenet_file_check(config.model)
+        _measure_start(trainer)
     except UserError:
         if created and run.writes:  # nothing trained yet: leave no half-made run folder
             shutil.rmtree(run.path, ignore_errors=True)
         raise
-    train_loader = trainer.train_loader
     history: list[dict[str, Any]] = []
     start_epoch = 1
     if previous is not None:
-        history, start_epoch = _restore(trainer, previous, run.path / "last.pt")
-        if start_epoch > trainer.epochs:  # killed after its last checkpoint
-            return run.close(trainer, history, interrupted=False)
-    log = tqdm.write if progress else print
+        history, start_epoch = restore_state(trainer, previous, path / "last.pt")
     interrupted = False
-    for epoch in range(start_epoch, trainer.epochs + 1):
-        train_loader.set_epoch(epoch)
-        started = time.perf_counter()
-        try:
-            train = train_one_epoch(trainer, train_loader, progress)
-        except KeyboardInterrupt:
+    for epoch in range(start_epoch, trainer.epochs + 1):  # none left: killed after the last one
+        row = _train_epoch(trainer, epoch, progress, run.path)
+        if row is None:
             interrupted = True
-            if group.is_main:
-                log(
-                    f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
-                    "continue with --resume"
-                )
             break
-        if not math.isfinite(train["loss"]):
-            raise TrainingDiverged(
-                f"the training loss became {train['loss']} in epoch {epoch}; last.pt still holds "
-                f"epoch {epoch - 1}: lower --lr (now {config.lr}) and start again",
-                run.path,
-            )
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": round(train["loss"], 6),
-            "train_acc": round(train["accuracy"], 6),
-            **evaluate_epoch(trainer),
-            "lr": round(trainer.schedule.lr(max(trainer.schedule.step - 1, 0)), 8),
-            "seconds": round(time.perf_counter() - started, 3),
-            "images_per_s": round(train["images_per_s"], 1),
-        }
-        if "skipped_steps" in train:  # fp16 only: steps the loss scaler skipped for an overflow
-            row["skipped_steps"] = train["skipped_steps"]
         history.append(row)
         run.save_epoch(trainer, history)
         group.barrier()  # no rank runs ahead while rank 0 still writes this epoch's checkpoint
         if group.is_main:
-            log(format_row(config.model, trainer.epochs, row, history))
+            (tqdm.write if progress else print)(
+                format_row(config.model, trainer.epochs, row, history)
+            )
             if on_epoch is not None:
                 on_epoch(history, trainer.epochs)
-        inject_faults(epoch, group.rank, run.path.name)
+        for hook in AFTER_CHECKPOINT:
+            hook(epoch, group.rank, run.path)
     return run.close(trainer, history, interrupted)
+
+
+def _train_epoch(trainer: Trainer, epoch: int, progress: bool, path: Path) -> dict[str, Any] | None:
+    """One epoch's training and evaluation as a history row; None when Ctrl-C ended it."""
+    trainer.train_loader.set_epoch(epoch)
+    started = time.perf_counter()
+    try:
+        train = train_one_epoch(trainer, trainer.train_loader, progress)
+    except KeyboardInterrupt:
+        if trainer.group.is_main:
+            (tqdm.write if progress else print)(
+                f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
+                "continue with --resume"
+            )
+        return None
+    if not math.isfinite(train["loss"]):
+        raise TrainingDiverged(
+            f"the training loss became {train['loss']} in epoch {epoch}; last.pt still holds "
+            f"epoch {epoch - 1}: lower --lr (now {trainer.config.lr}) and start again",
+            path,
+        )
+    row: dict[str, Any] = {
+        "epoch": epoch,
+        "train_loss": round(train["loss"], 6),
+        "train_acc": round(train["accuracy"], 6),
+        **evaluate_epoch(trainer),
+        "lr": round(trainer.schedule.lr(max(trainer.schedule.step - 1, 0)), 8),
+        "seconds": round(time.perf_counter() - started, 3),
+        "images_per_s": round(train["images_per_s"], 1),
+    }
+    if "skipped_steps" in train:  # fp16 only: steps the loss scaler skipped for an overflow
+        row["skipped_steps"] = train["skipped_steps"]
+    return row
 
 
 class RankFailed(UserError):
     """One process of a distributed run failed; the job ends, the last checkpoint stands."""
 
     exit_code = 1
-
-
-def _check_resumable(config: TrainConfig, previous: dict[str, Any], path: Path) -> None:
-    saved = TrainConfig.from_dict(previous["config"])
-    if saved.model != config.model:
-        raise UserError(
-            f"last.pt was trained as {saved.model}, not {config.model}; pass --model {saved.model}",
-            path,
-        )
-    if saved.world_size != config.world_size:
-        raise UserError(
-            f"last.pt was trained by {saved.world_size} process(es), this is {config.world_size}; "
-            f"resume with the same number (torchrun --nproc_per_node ...)",
-            path,
-        )
 
 
 def _prepare_data_once_per_node(
@@ -281,36 +281,9 @@ def _make_trainer(
 ) -> Trainer:
     """The model (from `start`'s weights when given, the head sized for the data), optimizer,
     schedule, loss and loaders of one training."""
-    device = data.device
     torch.manual_seed(config.seed)
-    extra = {"imagenet_input": config.init == "imagenet"} if torchvision_name(config.model) else {}
-    if config.init == "imagenet" and data.pipeline.channels != 3:
-        raise UserError("ImageNet weights take colour images; drop 'grey' from --preprocess")
-    model = build_model(
-        config.model,
-        num_classes=data.layout.num_classes,
-        in_channels=data.pipeline.channels,
-        zero_init_residual=config.zero_init_residual,
-        **extra,
-    )
-    note = None
-    if start is not None:
-        note = load_initial_state(model, start, config.init)
-    model = model.to(device)
-    if config.use_channels_last():
-        model.to(memory_format=torch.channels_last)
-    train_model: nn.Module = model
-    if config.sync_bn and device.type != "cuda":
-        raise UserError("--sync-bn needs CUDA GPUs (SyncBatchNorm runs only there); drop it")
-    if group.enabled:
-        if config.sync_bn:
-            model = train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_model = DistributedDataParallel(
-            model, device_ids=[group.local_rank] if device.type == "cuda" else None
-        )
-    eager = train_model
-    if config.use_compile():
-        train_model = torch.compile(train_model)
+    model, note = _build_model(config, data, start)
+    model, train_model, eager = _training_model(model, config, group, data.device)
     train_loader = data.loader("train", train=True)
     steps_per_epoch = len(train_loader)
     # the floor counts images seen: all processes' batches of an epoch, not this one's
@@ -321,16 +294,20 @@ def _make_trainer(
         warmup=int(config.warmup_epochs * steps_per_epoch),
         kind=config.schedule,
     )
-    criterion = nn.CrossEntropyLoss(
-        weight=class_weights(data).to(device) if config.class_balance == "weights" else None,
-        label_smoothing=config.label_smoothing,
-    )
+    criterion = _criterion(config, data)
     optimizer = make_optimizer(model, config)
-    trainer = Trainer(
+    step = TrainStep(
+        train_model,
+        optimizer,
+        criterion,
+        config.autocast(),
+        eager=eager if train_model is not eager else None,
+        scaler=grad_scaler(config),
+    )
+    return Trainer(
         config=config,
         data=data,
         model=model,
-        train_model=train_model,
         optimizer=optimizer,
         schedule=schedule,
         criterion=criterion,
@@ -338,40 +315,71 @@ def _make_trainer(
         group=group,
         train_loader=train_loader,
         epochs=epochs,
-        train_step=TrainStep(
-            train_model,
-            optimizer,
-            criterion,
-            config.autocast(),
-            eager=eager if train_model is not eager else None,
-            scaler=grad_scaler(config),
-        ),
+        train_step=step,
         statistics_loader=data.statistics_loader(),
+        init_note=note,
     )
-    if note is not None:
-        # where the initial weights stand on this task before any step
-        trainer.init_valid_acc = evaluate_epoch(trainer)["valid_acc"]
-        if group.is_main:
-            print(f"{config.model}: {note}; valid acc before training {trainer.init_valid_acc:.2%}")
-    return trainer
 
 
-def _restore(
-    trainer: Trainer, previous: dict[str, Any], path: Path
-) -> tuple[list[dict[str, Any]], int]:
-    """Weights, optimizer, EMA, schedule position and RNG from last.pt; the history so far."""
-    load_weights(trainer.model, previous, path)
-    trainer.optimizer.load_state_dict(previous["optimizer"])
-    if trainer.ema is not None and previous.get("ema") is not None:
-        trainer.ema.model.load_state_dict(previous["ema"])
-    trainer.schedule.step = int(previous["lr_scheduler"]["step"])
-    scaler = trainer.train_step.scaler
-    if scaler is not None and previous.get("scaler") is not None:
-        scaler.load_state_dict(previous["scaler"])
-    trainer.init_valid_acc = previous.get("init_valid_acc")
-    trainer.init_weights = previous.get("init_weights")
-    torch.set_rng_state(previous["rng"]["torch"])
-    return [dict(r) for r in previous["history"]], int(previous["epoch"]) + 1
+def _build_model(
+    config: TrainConfig, data: PreparedData, start: dict[str, torch.Tensor] | None
+) -> tuple[nn.Module, str | None]:
+    """The bare model on the device, in the run's memory layout, with `start`'s weights; and
+    what loading them did."""
+    extra = {"imagenet_input": config.init == "imagenet"} if torchvision_name(config.model) else {}
+    if config.init == "imagenet" and data.pipeline.channels != 3:
+        raise UserError("ImageNet weights take colour images; drop 'grey' from --preprocess")
+    model = build_model(
+        config.model,
+        num_classes=data.layout.num_classes,
+        in_channels=data.pipeline.channels,
+        zero_init_residual=config.zero_init_residual,
+        **extra,
+    )
+    note = None if start is None else load_initial_state(model, start, config.init)
+    model = model.to(data.device)
+    if config.use_channels_last():
+        model.to(memory_format=torch.channels_last)
+    return model, note
+
+
+def _training_model(
+    model: nn.Module, config: TrainConfig, group: Distributed, device: torch.device
+) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(bare model, the model training steps run, its eager form): SyncBatchNorm and DDP under
+    several processes, then torch.compile where the config asks for it."""
+    if config.sync_bn and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA GPUs (SyncBatchNorm runs only there); drop it")
+    train_model = model
+    if group.enabled:
+        if config.sync_bn:
+            model = train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_model = DistributedDataParallel(
+            model, device_ids=[group.local_rank] if device.type == "cuda" else None
+        )
+    eager = train_model
+    if config.use_compile():
+        train_model = torch.compile(train_model)
+    return model, train_model, eager
+
+
+def _criterion(config: TrainConfig, data: PreparedData) -> nn.Module:
+    return nn.CrossEntropyLoss(
+        weight=class_weights(data).to(data.device) if config.class_balance == "weights" else None,
+        label_smoothing=config.label_smoothing,
+    )
+
+
+def _measure_start(trainer: Trainer) -> None:
+    """Where initial weights stand on this task before any step (none from scratch), and for
+    ImageNet's, which file they came from."""
+    if trainer.init_note is None:
+        return
+    trainer.init_valid_acc = acc = evaluate_epoch(trainer)["valid_acc"]
+    if trainer.group.is_main:
+        print(f"{trainer.config.model}: {trainer.init_note}; valid acc before training {acc:.2%}")
+    if trainer.config.init == "imagenet":
+        trainer.init_weights = imagenet_file_check(trainer.config.model)
 
 
 def class_weights(data: PreparedData) -> torch.Tensor:

@@ -1,13 +1,13 @@
 """Train into a run folder, or continue/reuse what is already there (notebooks 02 and 04).
 
-A finished run is read back, an interrupted one resumed from last.pt, one killed before its
-first checkpoint started again, and a folder holding a run with other settings is refused, so
-re-running a notebook never loses work.
+What happens to a folder is `RunFolder.plan`'s decision (the one rule set `lab3 train` and
+`lab3 train --resume` follow too): a finished run is read back, an interrupted one resumed from
+last.pt, one killed before its first checkpoint started again, and a folder holding a run with
+other settings refused, so re-running a notebook never loses work.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -19,26 +19,8 @@ import pandas as pd
 
 from lab3.config import TrainConfig
 from lab3.engine.loop import EpochCallback, fit
-from lab3.engine.run_folder import RunFolder, RunResult, best_of
+from lab3.engine.run_folder import Action, Mode, RunFolder, RunResult, best_of
 from lab3.errors import UserError
-
-# Settings that do not change what a run learns: a run folder may be continued with other values.
-RUNTIME_FIELDS = frozenset({"out", "device", "workers", "amp", "channels_last", "compile"})
-
-
-def _differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
-    out = []
-    for key, value in wanted.to_dict().items():
-        old = saved.to_dict().get(key)
-        if key in RUNTIME_FIELDS:
-            continue
-        if key == "data":
-            same = Path(str(old)).expanduser().resolve() == Path(str(value)).expanduser().resolve()
-        else:
-            same = old == value
-        if not same:
-            out.append(f"{key} {old!r} -> {value!r}")
-    return out
 
 
 def fit_or_resume(
@@ -63,57 +45,18 @@ def fit_or_resume(
 
     if not config.out:
         return train()
-    run = Path(config.out)
-    saved_config = run / "config.json"
-    if not saved_config.is_file():
-        return train()
     # the saved config records the processes that trained (set by `fit` from torchrun's group)
-    changed = _differences(TrainConfig.load(saved_config), replace(config, world_size=nproc))
-    if changed:
-        raise UserError(
-            f"this run folder holds a run with other settings ({'; '.join(changed[:3])}); "
-            "delete it or use another run_dir",
-            run,
-        )
-    finished = _finished(run, config)
-    if finished is not None:
-        return finished
-    if (run / "last.pt").is_file():
-        return train(resume=True)
-    _discard_unstarted(run)
-    return train()
+    folder, action = RunFolder.plan(replace(config, world_size=nproc), Mode.AUTO)
+    if action is Action.FINISHED:
+        return folder.result()
+    if action is Action.RESTART:
+        folder.discard_unstarted()
+    return train(resume=action is Action.RESUME)
 
 
 def finished_result(run: Path, epochs: int | None = None) -> dict[str, Any] | None:
-    """The result.json of a run that trained all its planned epochs, else None (an interrupted
-    or unstarted run). `epochs`: the plan where result.json does not record it."""
-    result_file = run / "result.json"
-    if not (result_file.is_file() and (run / "history.csv").is_file()):
-        return None
-    result = json.loads(result_file.read_text())
-    planned = result.get("epochs_planned", epochs)  # budgets may add epochs
-    if result.get("interrupted") or planned is None or result.get("epochs_done", 0) < planned:
-        return None
-    return result
-
-
-def _finished(run: Path, config: TrainConfig) -> RunResult | None:
-    """The run's result when it trained all its epochs (tidying a leftover last.pt), else None."""
-    result = finished_result(run, config.epochs)
-    if result is None:
-        return None
-    RunFolder(run).finish()  # a kill between result.json and the clean-up
-    history = pd.read_csv(run / "history.csv")
-    return RunResult(run, history, int(result["best_epoch"]), float(result["best_valid_acc"]))
-
-
-def _discard_unstarted(run: Path) -> None:
-    """Remove what a run killed before its first checkpoint wrote (its settings, a first history
-    row, half-written files), so it can start again; anything else (a best.pt) is left for fit
-    to refuse rather than deleted."""
-    for name in ("config.json", "history.csv", "history.json"):
-        (run / name).unlink(missing_ok=True)
-    RunFolder(run).finish()
+    """The result.json of a run that trained all its planned epochs, else None."""
+    return RunFolder(run, writes=False).finished_result(epochs)
 
 
 def launch(config: TrainConfig, nproc: int, resume: bool = False) -> RunResult:
@@ -138,10 +81,9 @@ def launch(config: TrainConfig, nproc: int, resume: bool = False) -> RunResult:
             "running it again continues from last.pt",
             config.out,
         )
-    run = Path(config.out)
-    history = json.loads((run / "history.json").read_text())
+    history = RunFolder(Path(config.out)).read_history()
     best_epoch, best_acc = best_of(history)
-    return RunResult(run, pd.DataFrame(history), best_epoch, best_acc)
+    return RunResult(Path(config.out), pd.DataFrame(history), best_epoch, best_acc)
 
 
 def _relay(command: list[str]) -> tuple[int, list[str]]:
