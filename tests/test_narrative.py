@@ -360,3 +360,16 @@ def test_curve_gaps_at_their_thresholds_are_not_findings() -> None:
 
 def test_epoch_seconds_read_whole_from_ten_and_to_a_tenth_below() -> None:
     assert [seconds_text(s) for s in (45.3, 10, 9.75, 0.5)] == ["45 s", "10 s", "9.8 s", "0.5 s"]
+
+
+def test_only_lab3_synths_folder_is_called_the_synthetic_stand_in(tmp_path: Path) -> None:
+    """Catches a real set with a metadata file (subjects) and test labels, such as blood-smear
+    lymphocytes, described in the report as the synthetic stand-in."""
+    from types import SimpleNamespace
+
+    (tmp_path / "test_labels.csv").write_text("ID,label\n./new_dataset/test/0.jpg,1\n")
+    real = SimpleNamespace(root=tmp_path)
+    (tmp_path / "metadata.csv").write_text("path,subject,label\n./new_dataset/train/0.jpg,P1,1\n")
+    assert not narrative._synthetic_cells(real)
+    (tmp_path / "metadata.csv").write_text("path,label,split,subject\n./a.bmp,1,train,A1\n")
+    assert narrative._synthetic_cells(real)

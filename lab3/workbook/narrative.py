@@ -450,8 +450,13 @@ def caveat_paragraph(layout: Layout | None) -> str:
 
 
 def _synthetic_cells(layout: Layout) -> bool:
-    """Whether the folder is `lab3 synth`'s stand-in (its metadata and truth files)."""
-    return (layout.root / METADATA_CSV).is_file() and (layout.root / TRUTH_CSV).is_file()
+    """Whether the folder is `lab3 synth`'s stand-in: its truth file, and a metadata file that
+    records each image's split (real sets with a metadata file, such as a set of patients'
+    cells, name the subjects but take their split from the course's CSVs)."""
+    metadata = layout.root / METADATA_CSV
+    if not (metadata.is_file() and (layout.root / TRUTH_CSV).is_file()):
+        return False
+    return "split" in pd.read_csv(metadata, nrows=0).columns
 
 
 def pretrained_text(
