@@ -284,3 +284,22 @@ def test_the_probe_can_be_forced_to_emulate_the_other_cpu_class(
     monkeypatch.setenv(NATIVE_BF16_ENV, value)
     assert cpu_has_native_bf16() is (value == "1")
     assert make_config("quick", device="cpu").use_amp() is (value == "1")
+
+
+def test_each_depth_is_priced_at_the_working_size_chosen_from_its_cells(
+    small_synthetic: Path,
+) -> None:
+    """Catches an estimate priced at the profile's size where the run trains at the size its
+    data chose (the full profile trains a smear's 110 px lymphocytes at 112 px, not 224)."""
+    layout = load_layout(small_synthetic)
+    chosen = make_config("full", model="resnet18", data=str(small_synthetic)).image_size
+    assert chosen != make_config("full", model="resnet18").image_size  # the data decides here
+    priced: list[int] = []
+
+    def price(config: TrainConfig) -> Prices:
+        priced.append(config.image_size)
+        return PRICES["resnet18"]
+
+    names = [s.output for s in workbook.plan(small_synthetic, Path("run"), "full", ["resnet18"])]
+    estimate_run(layout, "full", ["resnet18"], names, price=price, cores=2)
+    assert priced == [chosen]

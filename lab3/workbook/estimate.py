@@ -178,7 +178,7 @@ def count_work(
     inits = 2 if pretrained else 1
     sizes = _split_sizes(layout)
     to_decode = _Caches(layout)
-    ablation = ablation_plan(profile, device)
+    ablation = ablation_plan(profile, device, data_dir=layout.root)
     work = {
         "01_data_exploration": Work(),
         "02_preprocessing_experiments": _ablation_work(ablation, sizes, to_decode),
@@ -188,7 +188,7 @@ def count_work(
     for config in ablation.configs.values():  # notebook 05 maps the ablation's runs too
         final.add(config.model, images=MAP_FORWARDS * planned_ablation_maps(sizes["valid"]))
     for model in models:
-        config = make_config(profile, model=model, device=device)
+        config = make_config(profile, model=model, device=device, data=str(layout.root))
         steps, images = _training(config, sizes, processes)
         work[f"04_train_{model}"] = Work(
             {model: inits * steps}, {model: inits * images}, to_decode(config)
@@ -331,7 +331,9 @@ def estimate_run(
     run trains with `price` (timed steps by default)."""
     work = count_work(layout, profile, models, device, processes, pretrained)
     depths = sorted({m for w in work.values() for m in (*w.steps, *w.images)})
-    prices = {m: price(make_config(profile, model=m, device=device)) for m in depths}
+    # priced at the working size the run will choose from these cells (`config.WORKING_SIZE`)
+    data = str(layout.root)
+    prices = {m: price(make_config(profile, model=m, device=device, data=data)) for m in depths}
     cores = cores or torch.get_num_threads()
     planned, fixed = {}, {}
     for output in outputs:
