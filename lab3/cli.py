@@ -94,7 +94,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (default outputs/runs/<model>-<timestamp>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from last.pt with the settings it started with (another "
+        "value is refused; the device, precision and compilation may change)",
+    )
     _add_device(p, default=None)
     p.add_argument(
         "--sync-bn",

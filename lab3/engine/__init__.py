@@ -1,5 +1,7 @@
-"""Training and evaluation: the fit loop (`loop`), a run's folder (`run_folder`), optimizer,
-schedule and EMA (`optim`), checkpoints, resuming, several processes, predictions.
+"""Training and evaluation: a run's life and files (`run_folder`: new / resume / finished /
+refused, one rule set), what a checkpoint holds (`checkpoint`), the fit loop (`loop`), the one
+training step (`step`) and the count of its steps (`plan`) that the estimate and the bench use
+too, optimizer, schedule and EMA (`optim`), several processes, predictions.
 
 `lab3.engine.fit` is `lab3.engine.loop.fit`, imported when first asked for.
 """

@@ -37,6 +37,7 @@ from lab3.engine.data import PreparedData, check_trainable, prepare_data
 from lab3.engine.distributed import Distributed
 from lab3.engine.evaluate import evaluate_loader
 from lab3.engine.optim import Schedule, WeightAverage, make_optimizer
+from lab3.engine.plan import training_plan
 from lab3.engine.run_folder import Mode, RunFolder, RunResult
 from lab3.engine.step import TrainStep, grad_scaler
 from lab3.errors import UserError
@@ -285,13 +286,12 @@ def _make_trainer(
     model, note = _build_model(config, data, start)
     model, train_model, eager = _training_model(model, config, group, data.device)
     train_loader = data.loader("train", train=True)
-    steps_per_epoch = len(train_loader)
-    # the floor counts images seen: all processes' batches of an epoch, not this one's
-    epochs = config.planned_epochs(steps_per_epoch * group.world_size)
+    # the count the workbook's estimate prices too (the floor counts all processes' batches)
+    plan = training_plan(config, len(data.rows("train")), group.world_size)
     schedule = Schedule(
         peak_lr=distributed.scaled_lr(config.lr, group.world_size, config.optimizer),
-        total=steps_per_epoch * epochs,
-        warmup=int(config.warmup_epochs * steps_per_epoch),
+        total=plan.steps,
+        warmup=int(config.warmup_epochs * plan.steps_per_epoch),
         kind=config.schedule,
     )
     criterion = _criterion(config, data)
@@ -314,7 +314,7 @@ def _make_trainer(
         ema=WeightAverage(model, config.ema) if config.ema > 0 else None,
         group=group,
         train_loader=train_loader,
-        epochs=epochs,
+        epochs=plan.epochs,
         train_step=step,
         statistics_loader=data.statistics_loader(),
         init_note=note,
