@@ -7,7 +7,8 @@ PYTHON_GUARD = import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3, 11) 
   "choose another with PYTHON=python3.12 make ..." % (v[0], v[1], sys.executable))
 VENV := .venv
 BIN := $(VENV)/bin
-DATA ?= data/synthetic
+DEFAULT_DATA := data/synthetic
+DATA ?= $(DEFAULT_DATA)
 PROFILE ?= quick
 # how C-NMC's folds are split: stratified (per image, as the course), random, or subject (each
 # patient's cells in one split); the course's CSVs and the synthetic default keep their own split
@@ -37,7 +38,7 @@ lock: $(BIN)/lab3
 
 # only the synthetic default is generated; a folder of your own is never written into
 data: $(BIN)/lab3
-	@if [ "$(DATA)" = "data/synthetic" ]; then \
+	@if [ "$(DATA)" = "$(DEFAULT_DATA)" ]; then \
 	    test -f $(DATA)/train.csv || $(BIN)/lab3 synth --out $(DATA); fi
 
 run: data

@@ -158,7 +158,8 @@ def test_the_defaults_are_read_from_one_place() -> None:
     assert make_config().profile == DEFAULT_PROFILE
     assert synthetic.DEFAULT_OUT == Path(DEFAULT_DATA), "lab3 synth writes what lab3 reads"
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert f"\nDATA ?= {DEFAULT_DATA}\n" in makefile, "make run and make lab read the same folder"
+    assert f"\nDEFAULT_DATA := {DEFAULT_DATA}\n" in makefile, "make reads lab3's default folder"
+    assert makefile.count(DEFAULT_DATA) == 1, "the Makefile names the default folder once"
     assert set(COURSE_MODELS) <= set(MODEL_NAMES)
     # `lab3 run` starts a run with the runner's own defaults
     signature = inspect.signature(runner.run_workbook).parameters
