@@ -373,3 +373,54 @@ def test_only_lab3_synths_folder_is_called_the_synthetic_stand_in(tmp_path: Path
     assert not narrative._synthetic_cells(real)
     (tmp_path / "metadata.csv").write_text("path,label,split,subject\n./a.bmp,1,train,A1\n")
     assert narrative._synthetic_cells(real)
+
+
+@pytest.mark.parametrize(
+    ("leads", "expected"),
+    [
+        ({"resnet18": (0.05, 0.01, 0.09), "resnet50": (0.03, 0.001, 0.06)},
+         "Every depth beats the baseline beyond the sampling error."),
+        ({"resnet18": (0.02, 0.0, 0.04), "resnet50": (-0.02, -0.04, 0.0)},
+         "No depth beats the baseline: ResNet18 and ResNet50 are within the sampling error of it "
+         "(ResNet18's balanced accuracy is the highest)."),
+        ({"resnet18": (0.07, -0.01, 0.15), "resnet50": (0.06, 0.02, 0.10),
+          "resnet101": (-0.05, -0.08, -0.02), "resnet152": (-0.04, -0.07, -0.01)},
+         "ResNet50 beats it beyond the sampling error; ResNet18 is within the sampling error of "
+         "it; ResNet101 and ResNet152 lose to it beyond the sampling error (ResNet18's balanced "
+         "accuracy is the highest)."),
+        ({"resnet18": (-0.01, -0.03, 0.01), "resnet50": (-0.05, -0.08, -0.02)},
+         "No depth beats the baseline: ResNet18 is within the sampling error of it; ResNet50 "
+         "loses to it beyond the sampling error (the baseline's balanced accuracy is higher than "
+         "every depth's)."),
+        ({"resnet18": (0.0, -0.02, 0.02), "resnet50": (-0.01, -0.03, 0.01)},
+         "No depth beats the baseline: ResNet18 and ResNet50 are within the sampling error of it "
+         "(ResNet18's balanced accuracy is the highest)."),
+    ],
+    ids=["all-beat", "interval-touching-0", "beat-tied-lose", "best-below-0", "best-at-0"],
+)  # fmt: skip
+def test_the_classical_verdict_sorts_depths_by_their_intervals(
+    leads: dict[str, tuple[float, float, float]], expected: str
+) -> None:
+    """(mean, low, high) leads over the classical baseline: a depth beats it only when its
+    interval's low end is above 0, loses only when the high end is below 0 (an interval that
+    touches 0 is a tie); the highest mean, not the highest low end, is named best, and the
+    baseline is called higher only when even that mean is below 0.
+
+    Catches < and <= swapped at the interval's edges, a wrong verb for one or several depths,
+    the best depth picked by name or by its interval, and a mean of exactly 0 called a loss."""
+    assert narrative._classical_verdict(leads) == expected
+
+
+def test_a_split_by_subject_without_training_subjects_has_no_caveat(tmp_path: Path) -> None:
+    """Training images without subject names leave no "train" row in the subjects table; the
+    valid and test subjects share none with it, so the split is by subject, with nothing to add.
+
+    Catches dropping the missing "train" row with an error, and an empty caveat list joined in
+    ("never saw; .")."""
+    table = pd.DataFrame({"split": ["train", "train", "valid", "test"],
+                          "subject": ["", "", "a", "b"]})  # fmt: skip
+    layout = SimpleNamespace(name="cnmc", root=tmp_path, table=table)
+    assert narrative.caveat_paragraph(layout) == (
+        "Split by subject: each patient's cells sit in one split only, so the accuracies are "
+        "those of patients the networks never saw."
+    )
