@@ -424,3 +424,12 @@ def test_a_split_by_subject_without_training_subjects_has_no_caveat(tmp_path: Pa
         "Split by subject: each patient's cells sit in one split only, so the accuracies are "
         "those of patients the networks never saw."
     )
+
+
+def test_only_the_metadata_header_decides_the_synthetic_stand_in(tmp_path: Path) -> None:
+    """Catches reading a metadata file's rows to find its columns: a real set's file may hold
+    rows that do not parse (here a ragged second row), and only its header matters."""
+    (tmp_path / TRUTH_CSV).write_text("ID,label\n")
+    (tmp_path / METADATA_CSV).write_text("path,label,split,subject\n./a.bmp,1,train,A1\n"
+                                         "./b.bmp,0,test,B1,x,y\n")  # fmt: skip
+    assert narrative._synthetic_cells(SimpleNamespace(root=tmp_path))
