@@ -443,6 +443,12 @@ def _synthetic_pair(column: str, fmt: str, unit: str = "") -> str:
     return f"{a}{unit} vs {b}{unit}"
 
 
+def _devset_leads(stem: str, split: str, runs: tuple[str, ...] = DEPTHS) -> str:
+    """The runs' balanced-accuracy leads over the classical baseline on `split`, "a / b / c"."""
+    rows = {row["run"]: row for row in _results(stem)["rows"]}
+    return " / ".join(rows[run][f"{split}_bal_vs_classical"].split(" (")[0] for run in runs)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A number a doc quotes: the text it must contain, made from where the number comes from."""
@@ -524,6 +530,35 @@ CLAIMS = [
     ),
     Claim("docs/beyond_the_course.md", lambda: f"so {_retinopathy('epochs', 0)} epochs there"),
     Claim("docs/beyond_the_course.md", lambda: f"{_retinopathy_epochs_now()} epochs) and has not"),
+    Claim(
+        "README.md",
+        lambda: f"took {_notebooks('workbook_devset_cpu_fp32_amd')['all']['seconds'] / 60:.1f} min",
+    ),
+    Claim(
+        "README.md",
+        lambda: (
+            " / ".join(
+                f"{100 * a:.1f}"
+                for a in _depth_column("workbook_devset_cpu_fp32_amd", "test_acc_tta")
+            )
+            + " % on test"
+        ),
+    ),
+    Claim(
+        "README.md",
+        lambda: f"on test by {_devset_leads('devset_cpu_fp32_workbook', 'test')} points",
+    ),
+    Claim(
+        "README.md",
+        lambda: f"on valid by {_devset_leads('devset_cpu_fp32_workbook', 'valid')}, inside",
+    ),
+    Claim(
+        "README.md",
+        lambda: (
+            f"both splits ({_devset_leads('devset_cpu_fp32_longer', 'valid', ('r18_48_e33',))} "
+            f"valid, {_devset_leads('devset_cpu_fp32_longer', 'test', ('r18_48_e33',))} test)"
+        ),
+    ),
 ]
 
 
