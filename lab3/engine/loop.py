@@ -213,14 +213,17 @@ def _fit(
         run.save_epoch(trainer, history)
         group.barrier()  # no rank runs ahead while rank 0 still writes this epoch's checkpoint
         if group.is_main:
-            (tqdm.write if progress else print)(
-                format_row(config.model, trainer.epochs, row, history)
-            )
+            _log(progress)(format_row(config.model, trainer.epochs, row, history))
             if on_epoch is not None:
                 on_epoch(history, trainer.epochs)
         for hook in AFTER_CHECKPOINT:
             hook(epoch, group.rank, run.path)
     return run.close(trainer, history, interrupted)
+
+
+def _log(progress: bool) -> Callable[[str], None]:
+    """Where epoch lines go: above the progress bars when they show, else plain stdout."""
+    return tqdm.write if progress else print
 
 
 def _train_epoch(trainer: Trainer, epoch: int, progress: bool, path: Path) -> dict[str, Any] | None:
@@ -231,7 +234,7 @@ def _train_epoch(trainer: Trainer, epoch: int, progress: bool, path: Path) -> di
         train = train_one_epoch(trainer, trainer.train_loader, progress)
     except KeyboardInterrupt:
         if trainer.group.is_main:
-            (tqdm.write if progress else print)(
+            _log(progress)(
                 f"interrupted in epoch {epoch}; last.pt holds epoch {epoch - 1}: "
                 "continue with --resume"
             )
